@@ -1,0 +1,244 @@
+"""The one interface every frame reader offers: frames as image + GPS block + source metadata."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from qhytime.errors import FrameReadError, TruncatedFileError
+from qhytime.gpsblock import BLOCK_SIZE, GpsBlock, GpsBlockArray
+from qhytime.validity import block_presence
+
+
+@dataclass
+class BlockScan:
+    """The GPS blocks of every complete frame of a file, found in one vectorised pass.
+
+    Attributes
+    ----------
+    blocks : GpsBlockArray
+        What was read where the block belongs (garbage where ``present`` is False).
+    present : numpy.ndarray of bool
+        Which frames hold a block.
+    why_absent : list of str or None
+        A ``no_gps_block`` reason for each frame without a block.
+    origin : list of str
+        Where each block came from: ``"pixels"``, ``"pixels:last row"`` (a flipped frame)
+        or ``"keywords:<writer>"``.
+    flipped : numpy.ndarray of bool
+        True where the block was in the last stored row.
+    """
+
+    blocks: GpsBlockArray
+    present: NDArray[np.bool_]
+    why_absent: list[str | None]
+    origin: list[str]
+    flipped: NDArray[np.bool_]
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+
+@dataclass
+class Frame:
+    """One frame of a file: where it is, its GPS block and a lazy image.
+
+    Attributes
+    ----------
+    path : str
+        The file as given.
+    index : int
+        0-based frame number in the file.
+    block : GpsBlock or None
+        The decoded block, None when the frame has none (see ``why_no_block``).
+    why_no_block : str or None
+    origin : str
+        Where the block came from (see :class:`BlockScan`).
+    flipped : bool
+        True when rows are stored top-down (block in the last stored row).
+    metadata : dict
+        Reader-specific facts: FITS header cards, SER header and trailer time, ...
+    """
+
+    path: str
+    index: int
+    block: GpsBlock | None
+    why_no_block: str | None
+    origin: str
+    flipped: bool
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    _reader: FrameReader | None = field(default=None, repr=False)
+
+    @property
+    def image(self) -> NDArray[Any]:
+        """The frame's pixels (read on first access)."""
+        if self._reader is None:
+            raise FrameReadError("image not available", path=self.path, frame=self.index)
+        return self._reader.image(self.index)
+
+
+class FrameReader(ABC):
+    """Base of the FITS, SER and array readers.
+
+    A reader knows its complete frames (``len(reader)``), how many the file announces
+    (``declared_frames``) and, when the file ends early, a :class:`TruncatedFileError`
+    in ``truncation`` (never raised by iteration: the complete frames stay readable).
+    """
+
+    kind: str = "frames"
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        self.truncation: TruncatedFileError | None = None
+
+    # -- what each reader supplies --------------------------------------------------------
+    @property
+    @abstractmethod
+    def width(self) -> int:
+        """Frame width in pixels."""
+
+    @property
+    @abstractmethod
+    def height(self) -> int:
+        """Frame height in pixels."""
+
+    @property
+    @abstractmethod
+    def bit_depth(self) -> int:
+        """Bits per pixel of the stored data (8 or 16 for raw camera frames)."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of complete frames."""
+
+    @property
+    def declared_frames(self) -> int:
+        """Frames the file announces (more than ``len(self)`` when truncated)."""
+        return len(self)
+
+    @abstractmethod
+    def block_bytes(self, *, last_row: bool = False) -> NDArray[np.uint8]:
+        """The 44 bytes where the block sits, for every complete frame, ``(N, 44)``."""
+
+    @abstractmethod
+    def image(self, index: int) -> NDArray[Any]:
+        """Pixels of frame ``index`` as stored (row 0 first)."""
+
+    def metadata(self, index: int) -> dict[str, Any]:
+        """Facts about frame ``index`` beyond its pixels."""
+        return {}
+
+    @property
+    def stored_top_down(self) -> bool:
+        """True when the file says its rows are stored top-down (block in the last row)."""
+        return False
+
+    def pixel_block_problem(self) -> str | None:
+        """Why this file's pixels cannot hold a block at all (e.g. float data), or None."""
+        return None
+
+    def keyword_blocks(self) -> list[tuple[GpsBlock, str] | None]:
+        """Blocks rebuilt from header keywords, per frame (None where there are none)."""
+        return [None] * len(self)
+
+    # -- shared behaviour ---------------------------------------------------------------
+    def scan_blocks(self) -> BlockScan:
+        """Find the GPS block of every complete frame in one pass over the block bytes.
+
+        The block is looked for in the row the file's row order says; frames without it
+        there are tried in the other end row (a software flip), then in header keywords.
+        """
+        top_down = self.stored_top_down
+        problem = self.pixel_block_problem()
+        if problem is None:
+            blocks = GpsBlockArray.from_bytes(self.block_bytes(last_row=top_down))
+            present, why = block_presence(blocks, self.width, self.height)
+        else:
+            blocks = GpsBlockArray.from_bytes(np.zeros((len(self), BLOCK_SIZE), dtype=np.uint8))
+            present, why = np.zeros(len(self), dtype=bool), [problem] * len(self)
+        n = len(blocks)
+        flipped = np.full(n, top_down, dtype=bool)
+        origin = ["pixels:last row" if top_down else "pixels"] * n
+        if n and problem is None and not present.all():
+            other = GpsBlockArray.from_bytes(self.block_bytes(last_row=not top_down))
+            o_present, _ = block_presence(other, self.width, self.height)
+            use = o_present & ~present
+            if use.any():
+                fields = {
+                    name: np.where(use, other.field(name), blocks.field(name))
+                    for name in blocks._fields
+                }
+                blocks = GpsBlockArray(fields)
+                for i in np.flatnonzero(use):
+                    flipped[i] = not top_down
+                    origin[i] = "pixels:first row" if top_down else "pixels:last row"
+                    why[i] = None
+                present = present | use
+        if n and not present.all():
+            kw = self.keyword_blocks()
+            missing = np.flatnonzero(~present)
+            found = [i for i in missing if kw[i] is not None]
+            if found:
+                arrays = {name: blocks.field(name).copy() for name in blocks._fields}
+                for i in found:
+                    blk, writer = kw[i]  # type: ignore[misc]
+                    for name, value in blk.fields().items():
+                        arrays[name][i] = value
+                    origin[i] = f"keywords:{writer}"
+                    why[i] = None
+                    present[i] = True
+                blocks = GpsBlockArray(arrays)
+        return BlockScan(
+            blocks=blocks, present=present, why_absent=why, origin=origin, flipped=flipped
+        )
+
+    def __iter__(self) -> Iterator[Frame]:
+        scan = self.scan_blocks()
+        for i in range(len(self)):
+            yield Frame(
+                path=self.path,
+                index=i,
+                block=scan.blocks[i] if scan.present[i] else None,
+                why_no_block=scan.why_absent[i],
+                origin=scan.origin[i],
+                flipped=bool(scan.flipped[i]),
+                metadata=self.metadata(i),
+                _reader=self,
+            )
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the file (readers that hold one override this)."""
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_index(self, index: int) -> int:
+        if not -len(self) <= index < len(self):
+            if self.truncation is not None and index < self.declared_frames:
+                raise TruncatedFileError(
+                    self.truncation.reason,
+                    path=self.path,
+                    frame=index,
+                    complete_frames=len(self),
+                    declared_frames=self.declared_frames,
+                )
+            raise FrameReadError(
+                f"frame index {index} out of range: the file has {len(self)} frame(s)",
+                path=self.path,
+                frame=index,
+            )
+        return index % len(self)

@@ -1,0 +1,288 @@
+"""SER video files: a small reader on ``numpy.memmap``.
+
+Layout: a 178-byte little-endian header (``LUCAM-RECORDER``, LuID, ColorID, LittleEndian,
+width, height, bits per plane, frame count, observer, instrument, telescope, local and
+UTC start times as .NET ticks), the frames back to back, then optionally one int64 UTC
+time per frame (.NET ticks: 100 ns since 0001-01-01).
+
+The ``LittleEndian`` flag is written inverted by some programs, so for 16-bit data the
+byte order is decided by which order yields a GPS block whose width/height fields match
+the header; the flag decides only when no frame holds a block.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from qhytime.errors import FrameReadError, TruncatedFileError
+from qhytime.gpsblock import BLOCK_SIZE, GpsBlockArray
+from qhytime.readers.base import FrameReader
+from qhytime.validity import block_presence
+
+SER_MAGIC = b"LUCAM-RECORDER"
+HEADER_SIZE = 178
+DOTNET_UNIX_EPOCH_TICKS = 621_355_968_000_000_000
+""".NET ticks (100 ns since 0001-01-01) of 1970-01-01T00:00:00."""
+
+COLOR_NAMES = {
+    0: "MONO", 8: "BAYER_RGGB", 9: "BAYER_GRBG", 10: "BAYER_GBRG", 11: "BAYER_BGGR",
+    16: "BAYER_CYYM", 17: "BAYER_YCMY", 18: "BAYER_YMCY", 19: "BAYER_MYYC",
+    100: "RGB", 101: "BGR",
+}  # fmt: skip
+_HEADER = struct.Struct("<14s7i40s40s40sqq")
+
+
+def dotnet_ticks_to_unix_ns(ticks: Any) -> Any:
+    """Unix ns of .NET ticks (as in SER headers and trailers).
+
+    Examples
+    --------
+    >>> dotnet_ticks_to_unix_ns(621_355_968_000_000_001)
+    100
+    """
+    t = np.asarray(ticks, dtype=np.int64)
+    out = (t - DOTNET_UNIX_EPOCH_TICKS) * 100
+    return int(out) if out.ndim == 0 else out
+
+
+def unix_ns_to_dotnet_ticks(unix_ns: Any) -> Any:
+    """.NET ticks of unix ns (truncated to 100 ns)."""
+    t = np.asarray(unix_ns, dtype=np.int64)
+    out = t // 100 + DOTNET_UNIX_EPOCH_TICKS
+    return int(out) if out.ndim == 0 else out
+
+
+class SerReader(FrameReader):
+    """Read frames, GPS blocks and the timestamp trailer of a SER file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    little_endian : bool, optional
+        Force the 16-bit byte order; by default it is decided from the GPS blocks.
+
+    Raises
+    ------
+    FrameReadError
+        When the file is not a SER file or its header is inconsistent.
+
+    Notes
+    -----
+    A truncated file does not raise: ``len(reader)`` counts its complete frames and
+    ``reader.truncation`` holds the error for the missing ones.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.ser")
+    >>> write_ser(path, np.zeros((3, 4, 32), dtype=np.uint16))
+    >>> reader = SerReader(path)
+    >>> len(reader), reader.width, reader.height, reader.bit_depth
+    (3, 32, 4, 16)
+    """
+
+    kind = "ser"
+
+    def __init__(self, path: str | os.PathLike[str], *, little_endian: bool | None = None) -> None:
+        super().__init__(os.fspath(path))
+        try:
+            size = os.path.getsize(self.path)
+            with open(self.path, "rb") as fh:
+                head = fh.read(HEADER_SIZE)
+        except OSError as exc:
+            raise FrameReadError(
+                f"cannot read file: {exc.strerror or exc}", path=self.path
+            ) from exc
+        if len(head) < HEADER_SIZE or not head.startswith(SER_MAGIC):
+            raise FrameReadError(
+                "not a SER file (no LUCAM-RECORDER header of 178 bytes)", path=self.path
+            )
+        (_, self.lu_id, self.color_id, self.little_endian_flag, w, h, depth, count,
+         observer, instrument, telescope, t_local, t_utc) = _HEADER.unpack(head)  # fmt: skip
+        if w <= 0 or h <= 0 or not 1 <= depth <= 16 or count < 0:
+            raise FrameReadError(
+                f"inconsistent SER header: {w}x{h}, {depth} bits, {count} frames", path=self.path
+            )
+        self._width, self._height, self._depth = int(w), int(h), int(depth)
+        self.observer = observer.rstrip(b"\0").decode("latin-1")
+        self.instrument = instrument.rstrip(b"\0").decode("latin-1")
+        self.telescope = telescope.rstrip(b"\0").decode("latin-1")
+        self.start_local_ticks, self.start_utc_ticks = int(t_local), int(t_utc)
+        self.planes = 3 if self.color_id >= 100 else 1
+        self.bytes_per_sample = 1 if depth <= 8 else 2
+        self.frame_bytes = w * h * self.planes * self.bytes_per_sample
+        self._declared = int(count)
+        available = (size - HEADER_SIZE) // self.frame_bytes
+        self._n = int(min(available, count))
+        if self._n < count:
+            partial = (size - HEADER_SIZE) - self._n * self.frame_bytes
+            self.truncation = TruncatedFileError(
+                f"truncated: the header announces {count} frames of {self.frame_bytes} bytes but "
+                f"the file ends {partial} bytes into frame {self._n}; frames {self._n}.."
+                f"{count - 1} are missing, frames 0..{self._n - 1} are complete",
+                path=self.path,
+                frame=self._n,
+                complete_frames=self._n,
+                declared_frames=int(count),
+            )
+        trailer_at = HEADER_SIZE + count * self.frame_bytes
+        self.has_trailer = self._n == count and size >= trailer_at + 8 * count and count > 0
+        self._data = (
+            np.memmap(self.path, dtype=np.uint8, mode="r", offset=HEADER_SIZE,
+                      shape=(self._n, self.frame_bytes))
+            if self._n > 0 else np.zeros((0, self.frame_bytes), dtype=np.uint8)
+        )  # fmt: skip
+        self._trailer: NDArray[np.int64] | None = None
+        if self.has_trailer:
+            self._trailer = np.fromfile(self.path, dtype="<i8", count=count, offset=trailer_at)
+        self._little_endian = little_endian
+        if self.bytes_per_sample == 1:
+            self._little_endian = True  # irrelevant for 8-bit data
+
+    # -- geometry ------------------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        return self._width
+
+    @property
+    def height(self) -> int:
+        return self._height
+
+    @property
+    def bit_depth(self) -> int:
+        return self._depth
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def declared_frames(self) -> int:
+        return self._declared
+
+    # -- byte order --------------------------------------------------------------------
+    @property
+    def little_endian(self) -> bool:
+        """Byte order of 16-bit samples, decided from the GPS blocks (see module doc)."""
+        if self._little_endian is None:
+            self._little_endian = self._decide_byte_order()
+        return self._little_endian
+
+    def _decide_byte_order(self) -> bool:
+        probe = self._data[: min(self._n, 16), :BLOCK_SIZE]
+        if len(probe):
+            as_le = GpsBlockArray.from_bytes(np.ascontiguousarray(probe))
+            as_be = GpsBlockArray.from_bytes(_swap_pairs(probe))
+            le_ok = block_presence(as_le, self._width, self._height)[0].sum()
+            be_ok = block_presence(as_be, self._width, self._height)[0].sum()
+            if le_ok != be_ok:
+                return bool(le_ok > be_ok)
+        # No block decides: follow the flag as the SER specification defines it.
+        return bool(self.little_endian_flag)
+
+    # -- data ------------------------------------------------------------------------------
+    def block_bytes(self, *, last_row: bool = False) -> NDArray[np.uint8]:
+        """The block bytes of every complete frame (one memmap gather), ``(N, 44)``."""
+        if last_row:
+            row_bytes = self._width * self.planes * self.bytes_per_sample
+            start = self.frame_bytes - row_bytes
+            raw = self._data[:, start : start + BLOCK_SIZE]
+        else:
+            raw = self._data[:, :BLOCK_SIZE]
+        if self.bytes_per_sample == 2 and not self.little_endian:
+            return _swap_pairs(raw)
+        return np.ascontiguousarray(raw)
+
+    def image(self, index: int) -> NDArray[Any]:
+        """Frame ``index`` as a read-only array ``(H, W)`` or ``(H, W, 3)`` for colour."""
+        i = self._check_index(index)
+        flat = self._data[i]
+        if self.bytes_per_sample == 2:
+            flat = flat.view("<u2" if self.little_endian else ">u2")
+        shape = (self._height, self._width) + ((3,) if self.planes == 3 else ())
+        return flat.reshape(shape)
+
+    @property
+    def timestamps_unix_ns(self) -> NDArray[np.int64] | None:
+        """Per-frame UTC times from the trailer (PC clock, 100 ns steps), or None."""
+        if self._trailer is None:
+            return None
+        return dotnet_ticks_to_unix_ns(self._trailer[: self._n])
+
+    def metadata(self, index: int) -> dict[str, Any]:
+        i = self._check_index(index)
+        out: dict[str, Any] = {
+            "format": "SER",
+            "color": COLOR_NAMES.get(self.color_id, str(self.color_id)),
+            "bit_depth": self._depth,
+            "little_endian": self.little_endian,
+            "little_endian_flag": self.little_endian_flag,
+            "observer": self.observer,
+            "instrument": self.instrument,
+            "telescope": self.telescope,
+        }
+        stamps = self.timestamps_unix_ns
+        if stamps is not None:
+            out["trailer_unix_ns"] = int(stamps[i])
+        return out
+
+    def close(self) -> None:
+        self._data = np.zeros((0, self.frame_bytes), dtype=np.uint8)
+
+
+def _swap_pairs(raw: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    n, m = raw.shape
+    return np.ascontiguousarray(np.asarray(raw).reshape(n, m // 2, 2)[:, :, ::-1]).reshape(n, m)
+
+
+def write_ser(
+    path: str | os.PathLike[str],
+    frames: NDArray[Any],
+    *,
+    little_endian_flag: int = 1,
+    big_endian_data: bool = False,
+    bit_depth: int | None = None,
+    timestamps_unix_ns: NDArray[np.int64] | None = None,
+    instrument: str = "QHY600PRO",
+    observer: str = "",
+    telescope: str = "",
+) -> None:
+    """Write a mono SER file (used by the simulator and tests).
+
+    Parameters
+    ----------
+    frames : array, shape (N, H, W), uint8 or uint16
+    little_endian_flag : int
+        Value written into the header flag (independent of the data, as real writers do).
+    big_endian_data : bool
+        Store 16-bit samples big-endian.
+    timestamps_unix_ns : int64 array, optional
+        Written as the .NET-ticks trailer.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 3 or frames.dtype not in (np.uint8, np.uint16):
+        raise ValueError("frames must be an (N, H, W) uint8 or uint16 array")
+    n, h, w = frames.shape
+    depth = bit_depth or (8 if frames.dtype == np.uint8 else 16)
+    t0 = (
+        0
+        if timestamps_unix_ns is None or n == 0
+        else int(unix_ns_to_dotnet_ticks(timestamps_unix_ns[0]))
+    )
+    head = _HEADER.pack(
+        SER_MAGIC, 0, 0, int(little_endian_flag), w, h, depth, n,
+        observer.encode()[:40], instrument.encode()[:40], telescope.encode()[:40], t0, t0,
+    )  # fmt: skip
+    with open(path, "wb") as fh:
+        fh.write(head)
+        if frames.dtype == np.uint16:
+            frames.astype(">u2" if big_endian_data else "<u2", copy=False).tofile(fh)
+        else:
+            frames.tofile(fh)
+        if timestamps_unix_ns is not None:
+            np.asarray(unix_ns_to_dotnet_ticks(timestamps_unix_ns), dtype="<i8").tofile(fh)
