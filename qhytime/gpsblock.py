@@ -188,7 +188,7 @@ class GpsBlock:
     Examples
     --------
     >>> blk = GpsBlock(sequence=7, spare=0, width=320, height=96,
-    ...                latitude_raw=52129018, longitude_raw=1000523572,
+    ...                latitude_raw=521290180, longitude_raw=1000523572,
     ...                start=Stamp(0x33, 940815891, 7300584),
     ...                end=Stamp(0x33, 940815891, 9800485),
     ...                now=Stamp(0x33, 940815891, 9809860), pps_count=9999612)

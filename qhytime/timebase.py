@@ -17,6 +17,7 @@ nominal scaling is used; :mod:`qhytime.validity` flags such stamps.
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -171,7 +172,10 @@ def unix_ns_to_time(unix_ns: Any) -> Time:
     from astropy.time import Time
 
     arr = np.asarray(unix_ns, dtype=np.int64).astype("datetime64[ns]")
-    return Time(arr, scale="utc", precision=9)
+    with warnings.catch_warnings():
+        # ERFA calls years past the leap-second table "dubious"; the ns are exact anyway.
+        warnings.simplefilter("ignore", _erfa_warning())
+        return Time(arr, scale="utc", precision=9)
 
 
 def time_to_unix_ns(time: Time) -> Any:
@@ -180,10 +184,18 @@ def time_to_unix_ns(time: Time) -> Any:
     A time inside a leap second (``23:59:60``) has no unix ns and raises ``ValueError``.
     """
     _astropy_offline()
-    t = time.utc
-    t.precision = 9
-    iso = np.asarray(t.isot)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", _erfa_warning())
+        t = time.utc
+        t.precision = 9
+        iso = np.asarray(t.isot)
     return iso_to_unix_ns(iso)
+
+
+def _erfa_warning() -> type[Warning]:
+    import erfa
+
+    return erfa.ErfaWarning
 
 
 @functools.cache

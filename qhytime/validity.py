@@ -164,7 +164,8 @@ def stamp_reasons(blocks: GpsBlockArray, unix_ns: dict[str, NDArray[np.int64]]) 
             "only state 3 (locked) is to be trusted"
         )
 
-    ticks_bad = {s: blocks.field(f"{s}_ticks") >= pps for s in STAMP_NAMES}
+    # A zero pps count is reported on its own; comparing ticks with it says nothing more.
+    ticks_bad = {s: (blocks.field(f"{s}_ticks") >= pps) & (pps > 0) for s in STAMP_NAMES}
     for i in np.flatnonzero(np.logical_or.reduce(list(ticks_bad.values()))):
         bad = [s for s in STAMP_NAMES if ticks_bad[s][i]]
         vals = ", ".join(f"{s} {int(blocks.field(f'{s}_ticks')[i])}" for s in bad)

@@ -48,9 +48,9 @@ class FitsReader(FrameReader):
     >>> from astropy.io import fits
     >>> path = os.path.join(tempfile.mkdtemp(), "f.fits")
     >>> fits.PrimaryHDU(np.zeros((4, 32), dtype=np.uint16)).writeto(path)
-    >>> reader = FitsReader(path)
-    >>> len(reader), reader.width, reader.height, reader.bit_depth
-    (1, 32, 4, 16)
+    >>> with FitsReader(path) as reader:
+    ...     print(len(reader), reader.width, reader.height, reader.bit_depth)
+    1 32 4 16
     """
 
     kind = "fits"
