@@ -1,0 +1,1 @@
+"""Alembic migrations of the calibration store (run automatically when a store opens)."""
