@@ -4,6 +4,7 @@ Importing this module imports numpy but opens no database, touches no network an
 not import matplotlib; astropy is imported when a time is first converted.
 """
 
+from qhytime.calibration import Calibration, Setting, dump_toml, load_toml
 from qhytime.decode import (
     DecodedFile,
     DecodedFrame,
@@ -12,6 +13,7 @@ from qhytime.decode import (
     decode_paths,
     decode_reader,
 )
+from qhytime.doctor import doctor_report
 from qhytime.errors import (
     CalibrationError,
     FrameReadError,
@@ -20,6 +22,12 @@ from qhytime.errors import (
     QhytimeError,
     RowModelError,
     TruncatedFileError,
+)
+from qhytime.framerows import (
+    FrameRowTimes,
+    exposure_ns_from_metadata,
+    frame_row_times,
+    setting_from_reader,
 )
 from qhytime.gpsblock import (
     BLOCK_SIZE,
@@ -40,6 +48,22 @@ from qhytime.readers import (
     open_frames,
     write_ser,
 )
+from qhytime.rowmodel import (
+    FrameGeometry,
+    RowModel,
+    RowTimes,
+    pixel_times,
+    polyline_times,
+    row_times,
+)
+from qhytime.simulate import CameraSim, LedPulse, Mover, Star
+from qhytime.stamp import StampResult, stamp_files, stamp_fits
+from qhytime.store import (
+    CalibrationFallbackWarning,
+    CalibrationStore,
+    LookupResult,
+    default_database_url,
+)
 from qhytime.timebase import (
     near_leap_second,
     stamp_unix_ns,
@@ -51,32 +75,58 @@ from qhytime.timebase import (
 __all__ = [
     "BLOCK_SIZE",
     "ArrayReader",
+    "Calibration",
     "CalibrationError",
+    "CalibrationFallbackWarning",
+    "CalibrationStore",
+    "CameraSim",
     "DecodedFile",
     "DecodedFrame",
     "FitsReader",
     "Frame",
+    "FrameGeometry",
     "FrameReadError",
     "FrameReader",
+    "FrameRowTimes",
     "GpsBlock",
     "GpsBlockArray",
     "GpsBlockError",
     "LedFitError",
+    "LedPulse",
+    "LookupResult",
+    "Mover",
     "QhytimeError",
+    "RowModel",
     "RowModelError",
+    "RowTimes",
     "SerReader",
+    "Setting",
     "Stamp",
+    "StampResult",
     "StampTime",
+    "Star",
     "TruncatedFileError",
     "decode_file",
     "decode_image",
     "decode_paths",
     "decode_reader",
     "decode_stack",
+    "default_database_url",
+    "doctor_report",
+    "dump_toml",
     "embed_block",
+    "exposure_ns_from_metadata",
+    "frame_row_times",
     "frames_from_buffer",
+    "load_toml",
     "near_leap_second",
     "open_frames",
+    "pixel_times",
+    "polyline_times",
+    "row_times",
+    "setting_from_reader",
+    "stamp_files",
+    "stamp_fits",
     "stamp_unix_ns",
     "time_to_unix_ns",
     "unix_ns_to_iso",

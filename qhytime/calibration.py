@@ -56,7 +56,9 @@ class Setting:
 
     def __post_init__(self) -> None:
         if self.stream_mode not in STREAM_MODES:
-            raise CalibrationError(f"stream mode must be one of {STREAM_MODES}, not {self.stream_mode!r}")
+            raise CalibrationError(
+                f"stream mode must be one of {STREAM_MODES}, not {self.stream_mode!r}"
+            )
         if "2CMS" in self.readout_mode.upper() and not self.is_2cms:
             object.__setattr__(self, "is_2cms", True)
 

@@ -78,5 +78,422 @@ def decode(paths: tuple[str, ...], as_json: bool, nominal_clock: bool) -> None:
     sys.exit(0 if all_read else 1)
 
 
+# -- shared options ------------------------------------------------------------------------
+
+
+def _db_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--db",
+        "db",
+        default=None,
+        envvar="QHYTIME_DB",
+        show_envvar=True,
+        help="Calibration database: a SQLite file or a SQLAlchemy URL "
+        "(default: qhytime.sqlite in the user data directory).",
+    )(f)
+
+
+def _open_store(db: str | None):  # type: ignore[no-untyped-def]
+    from qhytime.store import CalibrationStore
+
+    return CalibrationStore(db)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"qhytime: {message}", err=True)
+    sys.exit(code)
+
+
+def _parse_rows(spec: str | None, height: int) -> list[int] | None:
+    if spec is None:
+        return None
+    try:
+        if ":" in spec:
+            a, b = spec.split(":", 1)
+            lo = int(a) if a else 0
+            hi = int(b) if b else height
+            return list(range(lo, min(hi, height)))
+        return [int(x) for x in spec.split(",")]
+    except ValueError:
+        raise click.BadParameter(
+            f"{spec!r} is not A:B or a list of rows", param_hint="--rows"
+        ) from None
+
+
+def _explicit_model(offset0_us, line_period_ns, readout, reference):  # type: ignore[no-untyped-def]
+    from qhytime.rowmodel import RowModel
+
+    given = [offset0_us is not None, line_period_ns is not None]
+    if any(given) and not all(given):
+        raise click.UsageError("--offset0-us and --line-period-ns go together")
+    if not any(given):
+        return None
+    return RowModel.from_us(
+        offset0_us=offset0_us,
+        line_period_ns=line_period_ns,
+        readout=readout or "pairs",
+        reference=reference or "end",
+    )
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--frame", default=0, show_default=True, help="0-based frame index in the file.")
+@click.option(
+    "--calibration", "calibration_id", type=int, default=None, help="Pin a calibration by id."
+)
+@click.option(
+    "--offset0-us", type=float, default=None, help="Explicit offset0 (us) instead of a calibration."
+)
+@click.option("--line-period-ns", type=float, default=None, help="Explicit line period (ns).")
+@click.option(
+    "--readout", type=click.Choice(["pairs", "2cms"]), default=None, help="With an explicit model."
+)
+@click.option(
+    "--reference",
+    type=click.Choice(["start", "end", "now"]),
+    default=None,
+    help="With an explicit model.",
+)
+@click.option(
+    "--exposure-s", type=float, default=None, help="Exposure; default QHY_EXP/EXPTIME of the file."
+)
+@click.option(
+    "--crop-y",
+    type=int,
+    default=None,
+    help="Sensor row of the image's first row (default CROPOFFY).",
+)
+@click.option("--binning", type=int, default=None, help="Binning (default XBINNING, else 1).")
+@click.option("--rows", "rows_spec", default=None, help="Rows A:B (end excluded) or a list 1,5,9.")
+@click.option(
+    "--fallback",
+    is_flag=True,
+    help="Allow a warned fallback calibration of a neighbouring setting.",
+)
+@click.option(
+    "--allow-invalid", is_flag=True, help="Compute times for a frame whose time is flagged."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row per line.")
+@_db_option
+def rows(
+    path: str, frame: int, calibration_id: int | None, offset0_us: float | None,
+    line_period_ns: float | None, readout: str | None, reference: str | None,
+    exposure_s: float | None, crop_y: int | None, binning: int | None, rows_spec: str | None,
+    fallback: bool, allow_invalid: bool, as_json: bool, db: str | None,
+) -> None:  # fmt: skip
+    """Start, middle and end of every row of one frame, with a 1-sigma per row."""
+    import warnings
+
+    from qhytime.api import QhytimeError, frame_row_times, open_frames
+
+    model = _explicit_model(offset0_us, line_period_ns, readout, reference)
+    if model is None and (readout or reference):
+        raise click.UsageError(
+            "--readout/--reference describe an explicit model: add --offset0-us and --line-period-ns"
+        )
+    try:
+        with open_frames(path) as reader:
+            row_list = _parse_rows(rows_spec, reader.height // 1)
+            store = None if model is not None else _open_store(db)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                frt = frame_row_times(
+                    reader, frame, model=model, store=store, calibration_id=calibration_id,
+                    fallback=fallback,
+                    exposure_ns=None if exposure_s is None else round(exposure_s * 1e9),
+                    crop_y=crop_y, binning=binning, rows=row_list, allow_invalid=allow_invalid,
+                )  # fmt: skip
+            for w in caught:
+                click.echo(f"qhytime: warning: {w.message}", err=True)
+    except QhytimeError as exc:
+        _fail(str(exc))
+        return
+    if frt.record.reasons:
+        click.echo("qhytime: warning: frame flagged: " + "; ".join(frt.record.reasons), err=True)
+    if frt.lookup is not None:
+        click.echo(f"qhytime: {frt.lookup.describe()}", err=True)
+    recs = frt.times.records(0)
+    if as_json:
+        for r in recs:
+            click.echo(json.dumps(r))
+        return
+    click.echo(
+        f"{'row':>6}  {'start (UTC)':<29}  {'mid (UTC)':<29}  {'end (UTC)':<29}  {'sigma':>10}"
+    )
+    for r in recs:
+        click.echo(
+            f"{r['row']:>6}  {r['start']:<29}  {r['mid']:<29}  {r['end']:<29}  {r['sigma_ns']:>7.1f} ns"
+        )
+
+
+# -- calibrations ------------------------------------------------------------------------------
+
+
+@main.group()
+def calib() -> None:
+    """List, show, add, import and export calibrations (the store keeps every one)."""
+
+
+def _cal_line(c) -> str:  # type: ignore[no-untyped-def]
+    s = c.setting
+    return (
+        f"#{c.id:<5} {c.method:<8} {s.camera_model:<10} {s.readout_mode[:22]:<22} {s.readout:<5} "
+        f"roi {s.roi_x},{s.roi_y},{s.roi_width}x{s.roi_height} bin{s.binning} {s.bit_depth}bit "
+        f"usb{s.usb_traffic} {s.stream_mode:<6} ref={c.reference:<5} off0 {c.offset0_us:.3f}"
+        f"+/-{c.offset0_sigma_us:.3f} us LP {c.line_period_ns:.4f} ns"
+        + (f" (supersedes #{c.supersedes})" if c.supersedes else "")
+    )
+
+
+@calib.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include superseded calibrations (history).")
+@click.option("--json", "as_json", is_flag=True)
+@_db_option
+def calib_list(show_all: bool, as_json: bool, db: str | None) -> None:
+    """Current calibrations (with --all: the whole history)."""
+    with _open_store(db) as store:
+        cals = store.list(include_superseded=show_all)
+    for c in cals:
+        click.echo(json.dumps(c.to_dict()) if as_json else _cal_line(c))
+
+
+@calib.command("show")
+@click.argument("calibration_id", type=int)
+@_db_option
+def calib_show(calibration_id: int, db: str | None) -> None:
+    """Every field of one calibration, with its provenance."""
+    from qhytime.api import CalibrationError
+
+    with _open_store(db) as store:
+        try:
+            c = store.get(calibration_id)
+        except CalibrationError as exc:
+            _fail(str(exc))
+            return
+    click.echo(json.dumps(c.to_dict(), indent=2))
+
+
+@calib.command("add")
+@click.option("--camera", "camera_model", required=True, help="Camera model, e.g. QHY600PRO.")
+@click.option("--serial", default=None)
+@click.option(
+    "--readout-mode", required=True, help="Readout mode name (2CMS in it for single-row modes)."
+)
+@click.option("--roi", required=True, help="X,Y,WIDTH,HEIGHT on the sensor (unbinned).")
+@click.option("--binning", default=1, show_default=True)
+@click.option("--bit-depth", default=16, show_default=True)
+@click.option("--usb-traffic", default=0, show_default=True)
+@click.option(
+    "--stream-mode", type=click.Choice(["single", "live"]), default="single", show_default=True
+)
+@click.option("--global-reset", is_flag=True)
+@click.option("--reference", type=click.Choice(["start", "end", "now"]), required=True)
+@click.option("--offset0-us", type=float, required=True)
+@click.option("--offset0-sigma-us", type=float, default=0.0, show_default=True)
+@click.option("--line-period-ns", type=float, required=True)
+@click.option("--line-period-sigma-ns", type=float, default=0.0, show_default=True)
+@click.option(
+    "--method",
+    type=click.Choice(["vendor", "SDK", "LED fit", "manual"]),
+    default="manual",
+    show_default=True,
+)
+@click.option("--measured-at", default="", help="When it was measured (ISO).")
+@click.option("--notes", default="")
+@click.option("--provenance", default="")
+@_db_option
+def calib_add(db: str | None, roi: str, **kw) -> None:  # type: ignore[no-untyped-def]
+    """Add a calibration (it supersedes the current one of the same setting)."""
+    from qhytime.api import Calibration, QhytimeError, Setting
+
+    try:
+        x, y, w, h = (int(v) for v in roi.split(","))
+    except ValueError:
+        raise click.BadParameter("give X,Y,WIDTH,HEIGHT", param_hint="--roi") from None
+    setting_keys = (
+        "camera_model",
+        "serial",
+        "readout_mode",
+        "binning",
+        "bit_depth",
+        "usb_traffic",
+        "stream_mode",
+        "global_reset",
+    )
+    try:
+        setting = Setting(
+            roi_x=x, roi_y=y, roi_width=w, roi_height=h, **{k: kw.pop(k) for k in setting_keys}
+        )
+        cal = Calibration(setting=setting, **kw)
+        with _open_store(db) as store:
+            stored = store.add(cal)
+    except QhytimeError as exc:
+        _fail(str(exc))
+        return
+    click.echo(_cal_line(stored))
+
+
+@calib.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@_db_option
+def calib_import(path: str, db: str | None) -> None:
+    """Import calibrations from a TOML file (each supersedes its setting's current one)."""
+    from qhytime.api import QhytimeError
+
+    try:
+        with _open_store(db) as store:
+            added = store.import_toml(path)
+    except QhytimeError as exc:
+        _fail(str(exc))
+        return
+    for c in added:
+        click.echo(_cal_line(c))
+
+
+@calib.command("export")
+@click.option(
+    "--id", "ids", type=int, multiple=True, help="Calibration id (repeatable); default all current."
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default=None, help="File (default stdout)."
+)
+@_db_option
+def calib_export(ids: tuple[int, ...], output: str | None, db: str | None) -> None:
+    """Export calibrations as TOML, for sharing."""
+    from qhytime.api import QhytimeError
+
+    try:
+        with _open_store(db) as store:
+            text = store.export_toml(list(ids) if ids else None)
+    except QhytimeError as exc:
+        _fail(str(exc))
+        return
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        click.echo(text, nl=False)
+
+
+# -- stamping --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write stamped copies here (default: NAME.stamped.fits beside each file).",
+)
+@click.option("--in-place", is_flag=True, help="Modify the files themselves (pixels untouched).")
+@click.option(
+    "--calibration", "calibration_id", type=int, default=None, help="Pin a calibration by id."
+)
+@click.option("--fallback", is_flag=True, help="Allow a warned fallback calibration.")
+@click.option("--exposure-s", type=float, default=None)
+@click.option(
+    "--allow-invalid", is_flag=True, help="Stamp frames whose time is flagged (QT_STAT says so)."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_db_option
+def stamp(
+    paths: tuple[str, ...], out_dir: str | None, in_place: bool, calibration_id: int | None,
+    fallback: bool, exposure_s: float | None, allow_invalid: bool, quiet: bool, db: str | None,
+) -> None:  # fmt: skip
+    """Write row times into FITS headers and a ROWTIMES table (N.I.N.A./Siril keywords)."""
+    import warnings
+
+    from tqdm import tqdm
+
+    from qhytime.api import stamp_files
+
+    if in_place and out_dir:
+        raise click.UsageError("--in-place and --out exclude each other")
+    all_ok = True
+    with _open_store(db) as store, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = stamp_files(
+            paths, out_dir, in_place=in_place, store=store, calibration_id=calibration_id,
+            fallback=fallback, allow_invalid=allow_invalid,
+            exposure_ns=None if exposure_s is None else round(exposure_s * 1e9),
+        )  # fmt: skip
+        for res in tqdm(results, total=len(paths), unit="file", disable=quiet, file=sys.stderr):
+            if res.status == "error":
+                all_ok = False
+                tqdm.write(f"error  {res.source}: {res.message}", file=sys.stderr)
+            else:
+                tqdm.write(f"{res.status:<6} {res.source} -> {res.output}  [{res.message}]")
+    for w in {str(w.message) for w in caught}:
+        click.echo(f"qhytime: warning: {w}", err=True)
+    sys.exit(0 if all_ok else 1)
+
+
+# -- demo and self-diagnosis ---------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(file_okay=False),
+    default="qhytime-demo",
+    show_default=True,
+    help="Where the simulated capture and stamped copies go.",
+)
+@click.option("--frames", default=2, show_default=True, help="Frames to simulate.")
+@_db_option
+def demo(workdir: str, frames: int, db: str | None) -> None:
+    """Simulate a QHY600PRO capture (full default resolution), stamp it with the shipped
+    calibration from the embedded database, and print per-row times."""
+    from pathlib import Path
+
+    from qhytime.api import CameraSim, stamp_files
+    from qhytime.timebase import unix_ns_to_iso
+
+    work = Path(workdir)
+    sim = CameraSim(width=9576, height=6388, exposure_us=100_000.0, frame_interval_us=500_000.0,
+                    offset0_us=1974.286, reference="now", readout_mode="Photographic DSO", seed=7)  # fmt: skip
+    click.echo(
+        f"simulating {frames} frame(s) of {sim.width}x{sim.height} 16-bit into {work / 'capture'} ..."
+    )
+    paths = sim.write_fits(work / "capture", frames, prefix="qhy600")
+    with _open_store(db) as store:
+        click.echo(f"calibration database: {store.url}")
+        results = list(stamp_files(paths, work / "stamped", store=store))
+    for res in results:
+        click.echo(f"{res.status:<6} {res.output}  [{res.message}]")
+        if res.status == "error":
+            sys.exit(1)
+    from astropy.io import fits
+
+    for res in results:
+        with fits.open(res.output) as hdul:
+            h, tab = hdul[0].header, hdul["ROWTIMES"].data
+            click.echo(
+                f"\n{Path(res.output).name}: GPS_EUTC {h['GPS_EUTC']}  QHY_OFF0 {h['QHY_OFF0']:.3f} us  QHY_LP {h['QHY_LP']} ns  calibration #{h['QT_CALID']}"
+            )
+            click.echo(
+                f"{'row':>6}  {'start (UTC)':<29}  {'mid (UTC)':<29}  {'end (UTC)':<29}  sigma"
+            )
+            for r in (0, 1, 2, 3, 4171, len(tab) - 1):
+                row = tab[r]
+                click.echo(
+                    f"{row['ROW']:>6}  {unix_ns_to_iso(int(row['START_NS']))}  {unix_ns_to_iso(int(row['MID_NS']))}  {unix_ns_to_iso(int(row['END_NS']))}  {row['SIGMA_NS']:.0f} ns"
+                )
+    click.echo(f"\nstamped FITS (keywords + ROWTIMES table) in {work / 'stamped'}")
+
+
+@main.command()
+@_db_option
+def doctor(db: str | None) -> None:
+    """Versions, database path and schema revision, leap-second table, shipped calibrations."""
+    from qhytime.api import doctor_report
+
+    click.echo(doctor_report(db))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -19,6 +19,7 @@ and the mean of its rows' middles.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -205,9 +206,7 @@ class FrameGeometry:
         r = np.asarray(image_rows, dtype=np.int64).reshape(-1)
         bad = (r < 0) | (r >= self.height)
         if bad.any():
-            raise RowModelError(
-                f"image row {int(r[bad][0])} outside 0..{self.height - 1}"
-            )
+            raise RowModelError(f"image row {int(r[bad][0])} outside 0..{self.height - 1}")
         return r
 
     def sensor_rows(self, image_rows: ArrayLike) -> NDArray[np.int64]:
@@ -307,9 +306,7 @@ def row_times(
     if exposure_ns is None or exposure_ns <= 0:
         raise RowModelError(f"exposure must be positive, got {exposure_ns} ns")
     image_rows = (
-        np.arange(geometry.height, dtype=np.int64)
-        if rows is None
-        else geometry.check_rows(rows)
+        np.arange(geometry.height, dtype=np.int64) if rows is None else geometry.check_rows(rows)
     )
     sensor = geometry.sensor_rows(image_rows)  # (R, b)
     exposure_ps = round(exposure_ns * 1000 * model.exposure_scale)
@@ -399,7 +396,7 @@ def polyline_times(
     if len(v) < 2:
         raise RowModelError("a polyline needs at least two vertices")
     points: list[NDArray[np.float64]] = []
-    for (x0, y0), (x1, y1) in zip(v[:-1], v[1:], strict=True):
+    for (x0, y0), (x1, y1) in itertools.pairwise(v):
         if y0 == y1:
             seg = np.array([[x0, y0], [x1, y1]])
         else:

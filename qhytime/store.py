@@ -56,7 +56,14 @@ FALLBACK_WIDENING_US: dict[str, float] = {
     "firmware_version": 10.0,
 }
 # Differences no fallback accepts: they change the line period or the row order.
-HARD_FIELDS = ("camera_model", "readout_mode", "is_2cms", "global_reset", "bit_depth", "usb_traffic")
+HARD_FIELDS = (
+    "camera_model",
+    "readout_mode",
+    "is_2cms",
+    "global_reset",
+    "bit_depth",
+    "usb_traffic",
+)
 
 
 class Base(DeclarativeBase):
@@ -192,13 +199,13 @@ class LookupResult:
 
     @property
     def offset0_sigma_us(self) -> float:
-        return float(
-            (self.calibration.offset0_sigma_us**2 + self.extra_offset0_sigma_us**2) ** 0.5
-        )
+        return float((self.calibration.offset0_sigma_us**2 + self.extra_offset0_sigma_us**2) ** 0.5)
 
     def describe(self) -> str:
         c = self.calibration
-        what = "exact match" if self.exact else f"FALLBACK (differs in {', '.join(self.differences)})"
+        what = (
+            "exact match" if self.exact else f"FALLBACK (differs in {', '.join(self.differences)})"
+        )
         return (
             f"calibration #{c.id} ({c.method}, {c.reference} stamp, offset0 {c.offset0_us:.3f} "
             f"+/- {self.offset0_sigma_us:.3f} us, LP {c.line_period_ns:.4f} ns): {what}"
@@ -324,13 +331,18 @@ class CalibrationStore:
     def import_toml(self, path: str | os.PathLike[str]) -> list[Calibration]:
         """Add every calibration of a TOML file (each supersedes its setting's current one)."""
         cals = load_toml(path)
-        return [self.add(c.replace(id=None, supersedes=None), source=f"import:{Path(path).name}") for c in cals]
+        return [
+            self.add(c.replace(id=None, supersedes=None), source=f"import:{Path(path).name}")
+            for c in cals
+        ]
 
     def export_toml(self, ids: Iterable[int] | None = None) -> str:
         """TOML text of the given calibrations (all current ones by default)."""
         cals = [self.get(i) for i in ids] if ids is not None else self.list()
         header = f"Exported from {self.url} on {_now()} by qhytime."
-        return dump_toml([c.replace(id=None, supersedes=None, created_at=None) for c in cals], header)
+        return dump_toml(
+            [c.replace(id=None, supersedes=None, created_at=None) for c in cals], header
+        )
 
     # -- reading -----------------------------------------------------------------------
     def get(self, calibration_id: int) -> Calibration:
@@ -421,7 +433,9 @@ class CalibrationStore:
                 f"fallback=True (CLI --fallback), which widens sigma(offset0) by {widen:.0f} us, "
                 "or measure this setting with `qhytime ledcal --store`"
             )
-        result = LookupResult(calibration=cal, exact=False, differences=diffs, extra_offset0_sigma_us=widen)
+        result = LookupResult(
+            calibration=cal, exact=False, differences=diffs, extra_offset0_sigma_us=widen
+        )
         warnings.warn(
             CalibrationFallbackWarning(
                 f"no calibration matches {setting.key()} exactly: using {result.describe()}"

@@ -17,7 +17,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("calibrations") as batch:
-        batch.add_column(sa.Column("global_reset", sa.Boolean, nullable=False, server_default=sa.false()))
+        batch.add_column(
+            sa.Column("global_reset", sa.Boolean, nullable=False, server_default=sa.false())
+        )
         batch.add_column(sa.Column("frames", sa.Text, nullable=False, server_default="[]"))
         batch.add_column(sa.Column("residual_rms_us", sa.Float, nullable=True))
     # Setting keys gained the global-reset field; every existing row is a rolling-reset one.
@@ -25,7 +27,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("UPDATE calibrations SET setting_key = substr(setting_key, 1, length(setting_key) - 5)")
+    op.execute(
+        "UPDATE calibrations SET setting_key = substr(setting_key, 1, length(setting_key) - 5)"
+    )
     with op.batch_alter_table("calibrations") as batch:
         batch.drop_column("residual_rms_us")
         batch.drop_column("frames")
