@@ -1,0 +1,146 @@
+"""Row model against hand-computed times (plain Python ints, written from the spec)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qhytime.errors import RowModelError
+from qhytime.framerows import frame_row_times
+from qhytime.rowmodel import FrameGeometry, RowModel, pixel_times, polyline_times, row_times
+
+OFF0_NS, LP_NS = 1_974_286, 43_194  # SDK figures, whole ns: hand values are exact integers
+
+
+def hand_end(t_ref: int, y: int, readout: str, off0: int = OFF0_NS, lp: int = LP_NS) -> int:
+    """end(y) = T_ref + offset0 + step(y), straight from row-timing.md."""
+    step = 2 * lp * (y // 2) if readout == "pairs" else lp * y
+    return t_ref + off0 + step
+
+
+@pytest.mark.parametrize("readout", ["pairs", "2cms"])
+@pytest.mark.parametrize("reference", ["start", "end", "now"])
+@pytest.mark.parametrize(
+    ("crop", "binning"), [(0, 1), (36, 1), (37, 1), (0, 2), (37, 2), (36, 3), (1, 3)]
+)
+def test_reference_frames_match_hand_model(
+    truth: dict[str, Any], data_dir: Path, readout: str, reference: str, crop: int, binning: int
+) -> None:
+    t = next(f for f in truth["frames"] if f["file"] == "fits16_002.fits")
+    exp = 250_000_000
+    model = RowModel.from_us(
+        offset0_us=OFF0_NS / 1000, line_period_ns=LP_NS, readout=readout, reference=reference
+    )
+    frt = frame_row_times(
+        data_dir / t["file"], model=model, exposure_ns=exp, crop_y=crop, binning=binning
+    )
+    ref = t[reference]["unix_ns"]  # independent truth for the stamp
+    for r in range(t["height"]):
+        ys = [crop + binning * r + k for k in range(binning)]
+        ends = [hand_end(ref, y, readout) for y in ys]
+        assert frt.times.end_ns[0, r] == max(ends)  # tolerance 0 ns
+        assert frt.times.start_ns[0, r] == min(ends) - exp
+        # mean of the rows' middles; these inputs make it a whole or half ns
+        mid = Fraction(sum(e - Fraction(exp, 2) for e in ends), binning)
+        assert abs(frt.times.mid_ns[0, r] - mid) <= Fraction(1, 2)
+
+
+def test_exposure_crossing_a_second(truth: dict[str, Any], data_dir: Path) -> None:
+    # edge_second.fits: end stamp 0.0000017 s after a whole second
+    t = next(f for f in truth["frames"] if f["file"] == "edge_second.fits")
+    model = RowModel.from_us(offset0_us=OFF0_NS / 1000, line_period_ns=LP_NS, readout="pairs")
+    exp = 700_000_123
+    frt = frame_row_times(data_dir / "edge_second.fits", model=model, exposure_ns=exp)
+    end0 = t["end"]["unix_ns"] + OFF0_NS
+    assert frt.times.end_ns[0, 0] == end0
+    assert frt.times.start_ns[0, 0] == end0 - exp
+    assert frt.times.mid_ns[0, 0] == end0 - 350_000_061  # 350000061.5 rounds half up -> -61
+    rec = frt.times.records(0)[0]
+    # by hand: end = 21.000001700 + 0.001974286 = 21.001975986 s; start = end - 0.700000123
+    assert rec["end"] == "2025-11-16T08:53:21.001975986"
+    assert rec["start"] == "2025-11-16T08:53:20.301975863"
+
+
+def test_flipped_frame_rows_reverse() -> None:
+    m = RowModel.from_us(offset0_us=100.0, line_period_ns=1000, readout="2cms")
+    g = FrameGeometry(height=5, flipped=True)
+    t = row_times(m, g, 0, 10_000)
+    # stored row 0 is the last read out (sensor row 4)
+    assert t.end_ns[0].tolist() == [104_000, 103_000, 102_000, 101_000, 100_000]
+
+
+def test_many_frames_vectorised() -> None:
+    m = RowModel.from_us(offset0_us=1.0, line_period_ns=10, readout="pairs")
+    refs = np.array([0, 10**9, 2 * 10**9], dtype=np.int64)
+    t = row_times(m, FrameGeometry(height=4), refs, 1000)
+    assert t.end_ns.shape == (3, 4)
+    assert t.end_ns[:, 2].tolist() == [1020, 10**9 + 1020, 2 * 10**9 + 1020]
+
+
+def test_sigma_per_row() -> None:
+    m = RowModel.from_us(offset0_us=0, line_period_ns=1000, readout="2cms", offset0_sigma_us=0.1,
+                         line_period_sigma_ns=0.01)  # fmt: skip
+    t = row_times(m, FrameGeometry(height=1001), 0, 1000)
+    tick = 100 / np.sqrt(12)
+    assert t.sigma_ns[0] == pytest.approx(np.hypot(tick, 100.0))
+    assert t.sigma_ns[1000] == pytest.approx(np.sqrt(tick**2 + 100.0**2 + 10.0**2))
+
+
+def test_global_reset_rows_share_start() -> None:
+    m = RowModel.from_us(offset0_us=10, line_period_ns=1000, readout="2cms", global_reset=True)
+    t = row_times(m, FrameGeometry(height=3, crop_y=2), 0, 5000)
+    assert t.start_ns[0].tolist() == [12_000 - 5000] * 3
+    assert t.end_ns[0].tolist() == [12_000, 13_000, 14_000]
+    assert t.exposure_ns[0].tolist() == [5000, 6000, 7000]
+
+
+def test_pixels_and_polyline() -> None:
+    m = RowModel.from_us(offset0_us=0, line_period_ns=1000, readout="pairs")
+    g = FrameGeometry(height=10)
+    t = pixel_times(m, g, 0, 100, [(1, 2.6), (3, 0)])
+    assert t.rows.tolist() == [3, 0] and t.end_ns[0].tolist() == [2000, 0]
+    pts, tt = polyline_times(m, g, 0, 100, [(0, 5), (10, 5), (10, 2)])
+    assert pts.tolist() == [[0, 5], [10, 5], [10, 4], [10, 3], [10, 2]]
+    assert tt.end_ns[0].tolist() == [4000, 4000, 4000, 2000, 2000]
+
+
+def test_bad_inputs() -> None:
+    m = RowModel.from_us(offset0_us=0, line_period_ns=1000)
+    with pytest.raises(RowModelError, match="outside"):
+        row_times(m, FrameGeometry(height=4), 0, 10, [4])
+    with pytest.raises(RowModelError, match="exposure"):
+        row_times(m, FrameGeometry(height=4), 0, 0)
+    with pytest.raises(RowModelError):
+        RowModel.from_us(offset0_us=0, line_period_ns=1000, readout="quad")  # type: ignore[arg-type]
+
+
+@given(
+    off0_ps=st.integers(-(10**12), 10**12),
+    lp_ps=st.integers(1, 10**8),
+    exp_ns=st.integers(1, 10**11),
+    crop=st.integers(0, 7000),
+    binning=st.integers(1, 4),
+    readout=st.sampled_from(["pairs", "2cms"]),
+    ref=st.integers(0, 2**62),
+    row=st.integers(0, 50),
+)
+def test_model_equals_exact_rational_reference(
+    off0_ps: int, lp_ps: int, exp_ns: int, crop: int, binning: int, readout: str, ref: int, row: int
+) -> None:
+    m = RowModel(offset0_ps=off0_ps, line_period_ps=lp_ps, readout=readout)  # type: ignore[arg-type]
+    t = row_times(m, FrameGeometry(height=51, crop_y=crop, binning=binning), ref, exp_ns, [row])
+    ys = [crop + binning * row + k for k in range(binning)]
+    ends = [
+        Fraction(off0_ps + (2 * (y // 2) if readout == "pairs" else y) * lp_ps, 1000) for y in ys
+    ]
+    # each output is the exact rational rounded to the nearest ns (1 ns tolerance, halves up)
+    assert abs(t.end_ns[0, 0] - (ref + max(ends))) <= Fraction(1, 2)
+    assert abs(t.start_ns[0, 0] - (ref + min(ends) - exp_ns)) <= Fraction(1, 2)
+    mid = ref + sum(ends) / binning - Fraction(exp_ns, 2)
+    assert abs(t.mid_ns[0, 0] - mid) <= Fraction(1, 2)
