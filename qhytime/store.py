@@ -212,7 +212,7 @@ class LookupResult:
         )
 
 
-def _differences(query: Setting, cand: Setting) -> list[str] | None:
+def _differences(query: Setting, cand: Any) -> list[str] | None:
     """Fields in which a candidate differs; None when a hard field differs."""
     for f in HARD_FIELDS:
         if getattr(query, f) != getattr(cand, f):
@@ -399,33 +399,53 @@ class CalibrationStore:
             the message names the nearest candidates and what to do.
         """
         with self._session() as s:
+            # Fast path: the current calibration of exactly this setting (this unit first,
+            # then a model-wide one), by the indexed setting key.
+            keys = [setting.key()]
+            if setting.serial is not None:
+                keys.append(Setting(**{**setting.to_dict(), "serial": None}).key())
+            for key in keys:
+                row = s.scalars(
+                    select(CalibrationRow)
+                    .where(CalibrationRow.setting_key == key)
+                    .order_by(CalibrationRow.id.desc())
+                    .limit(1)
+                ).first()
+                if row is not None:
+                    cal = row.to_calibration()
+                    if _differences(setting, cal.setting) == []:
+                        return LookupResult(calibration=cal, exact=True)
             latest = select(func.max(CalibrationRow.id)).group_by(CalibrationRow.setting_key)
             rows = s.scalars(
                 select(CalibrationRow).where(
                     CalibrationRow.id.in_(latest),
                     CalibrationRow.camera_model == setting.camera_model,
                     CalibrationRow.readout_mode == setting.readout_mode,
+                    CalibrationRow.bit_depth == setting.bit_depth,
+                    CalibrationRow.usb_traffic == setting.usb_traffic,
                 )
             ).all()
-            cands = [r.to_calibration() for r in rows]
-        scored = []
-        for cal in cands:
-            diffs = _differences(setting, cal.setting)
-            if diffs is None:
-                continue
-            widen = sum(FALLBACK_WIDENING_US[d] ** 2 for d in diffs) ** 0.5
-            # prefer: fewer/lower widening, unit-specific over model-wide, newest
-            scored.append((widen, cal.setting.serial is None, -(cal.id or 0), diffs, cal))
-        scored.sort(key=lambda t: t[:3])
-        if scored and not scored[0][3]:
-            return LookupResult(calibration=scored[0][4], exact=True)
+            scored = []
+            for r in rows:  # rows carry the setting fields under the same names
+                diffs = _differences(setting, r)
+                if diffs is None:
+                    continue
+                widen = sum(FALLBACK_WIDENING_US[d] ** 2 for d in diffs) ** 0.5
+                # prefer: lower widening, unit-specific over model-wide, newest
+                scored.append((widen, r.serial is None, -r.id, diffs, r))
+            scored.sort(key=lambda t: t[:3])
+            best = scored[0][4].to_calibration() if scored else None
+        if best is not None and not scored[0][3]:
+            return LookupResult(calibration=best, exact=True)
         if not scored:
             raise CalibrationError(
                 f"no calibration for {setting.key()} (none for this camera model, readout mode, "
                 f"bit depth and USB_TRAFFIC): measure one with `qhytime ledcal --store`, add one "
                 f"with `qhytime calib add`, or give --offset0-us/--line-period-ns"
             )
-        widen, _, _, diffs, cal = scored[0]
+        widen, _, _, diffs, _ = scored[0]
+        cal = best
+        assert cal is not None
         if not fallback:
             raise CalibrationError(
                 f"no calibration matches {setting.key()} exactly; the nearest is #{cal.id} "
