@@ -213,17 +213,18 @@ def pps_pulses(
 ) -> list[tuple[float, float]]:
     """Pulses of a GPS-PPS-driven LED (one at every whole UTC second + ``delay_ns``) that fall
     in ``window`` (ns relative to the reference stamp)."""
-    lo = reference_ns + window[0] - delay_ns - width_ns
-    hi = reference_ns + window[1] - delay_ns
-    first = -(-int(lo) // NS_PER_S)
-    out = []
-    for s in range(first, int(hi) // NS_PER_S + 1):
-        out.append((float(s * NS_PER_S + delay_ns - reference_ns), width_ns))
-    return out
+    # integers for the absolute instants: a float64 of unix ns would lose ~100 ns
+    lo = int(reference_ns) + int(np.floor(window[0] - delay_ns - width_ns))
+    hi = int(reference_ns) + int(np.ceil(window[1] - delay_ns))
+    first = -(-lo // NS_PER_S)
+    return [
+        (float(s * NS_PER_S - int(reference_ns)) + delay_ns, width_ns)
+        for s in range(first, hi // NS_PER_S + 1)
+    ]
 
 
 def load_scan(
-    paths: Iterable[str | os.PathLike[str]],
+    paths: Iterable[str | os.PathLike[str] | FrameReader],
     *,
     pulses: Mapping[str, Sequence[tuple[float, float]]] | None = None,
     pulse_start_us: float | None = None,
@@ -238,7 +239,9 @@ def load_scan(
 ) -> tuple[list[LedFrame], list[tuple[str, str]], dict[str, Any]]:
     """Read the frames of a scan into row profiles with their pulses.
 
-    Pulses come from ``pulses`` (file name -> list of (start_ns, width_ns)), from one
+    ``paths`` may also hold open readers (e.g. an :class:`~qhytime.readers.ArrayReader`).
+    Pulses come from ``pulses`` (file name, or ``name#index`` for a frame of a multi-frame
+    source -> list of (start_ns, width_ns)), from one
     ``pulse_start_us``/``pulse_width_us`` for every frame, or from a PPS-driven LED
     (``pps_width_us``, at whole UTC seconds + ``pps_delay_us``).
 
@@ -252,12 +255,15 @@ def load_scan(
     rejected: list[tuple[str, str]] = []
     info: dict[str, Any] = {}
     for p in paths:
-        name = os.fspath(p)
-        try:
-            reader = open_frames(name)
-        except QhytimeError as exc:
-            rejected.append((name, f"unreadable: {exc}"))
-            continue
+        if isinstance(p, FrameReader):
+            reader, name = p, p.path
+        else:
+            name = os.fspath(p)
+            try:
+                reader = open_frames(name)
+            except QhytimeError as exc:
+                rejected.append((name, f"unreadable: {exc}"))
+                continue
         with reader:
             _read_frames(reader, name, frames, rejected, info, pulses, pulse_start_us, pulse_width_us,
                          pps_width_us, pps_delay_us, reference, crop_y, binning, bias, allow_invalid)  # fmt: skip
@@ -295,7 +301,7 @@ def _read_frames(
         sensor = geom.sensor_rows(np.arange(reader.height))
         ref_ns = rec.stamps[reference].unix_ns
         if pulses is not None:
-            plist = list(pulses.get(Path(name).name, []))
+            plist = list(pulses.get(label, pulses.get(Path(name).name, [])))
             if not plist:
                 rejected.append((label, "no pulse for this file in the pulse list"))
                 continue
@@ -353,15 +359,22 @@ def _guess(
     for f in frames:
         s = np.clip(f.signal, 0.0, None)
         peak = float(s.max())
-        lit = s > 0.1 * peak
-        if not lit.any() or len(f.pulses) != 1:
-            continue
         y = f.sensor_rows.mean(axis=1)
-        c = float((y[lit] * s[lit]).sum() / s[lit].sum())
-        amps.append(peak)
-        cents.append(c - (0.5 if readout == "pairs" else 0.0))
-        mids.append(f.pulses[0, 0] + f.pulses[0, 1] / 2)
-        widths.append(float(s.sum() / peak))
+        order = np.argsort(y)
+        lit = s[order] > 0.1 * peak
+        # bands = runs of lit rows in readout order; pair them with the pulses in time order
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], lit.astype(np.int8), [0]])))
+        runs = list(zip(edges[::2], edges[1::2], strict=True))
+        pulses = f.pulses[np.argsort(f.pulses[:, 0])]
+        if not runs or len(runs) != len(pulses):
+            continue
+        for (a, b), (p0, w) in zip(runs, pulses, strict=True):
+            idx = order[a:b]
+            c = float((y[idx] * s[idx]).sum() / s[idx].sum())
+            amps.append(peak)
+            cents.append(c - (0.5 if readout == "pairs" else 0.0))
+            mids.append(p0 + w / 2)
+            widths.append(float(s[idx].sum() / peak))
     if not cents:
         raise LedFitError("no frame with a single lit band to start the fit from")
     cents_a, mids_a = np.asarray(cents), np.asarray(mids)
@@ -457,6 +470,13 @@ def fit_led(
         raise LedFitError(
             f"only {len(lit)} frame(s) with a lit band; at least {min_frames} are needed"
         )
+    edges = [f for f in lit if _has_partial_rows(f)]
+    if len(edges) < min_frames:
+        raise LedFitError(
+            f"only {len(edges)} of {len(lit)} frames have partly lit rows at the band's edges; "
+            f"at least {min_frames} are needed to locate the pulse in time. Step the pulse delay "
+            "by a fraction of a line period between frames (or use a longer pulse)"
+        )
     p0 = _guess(lit, readout, line_period_ns, exposure_ns)
     if widths.size and widths.max() >= p0[2]:
         raise LedFitError(
@@ -490,6 +510,10 @@ def fit_led(
             "the fit is degenerate: the pulses do not move the band across rows"
         ) from None
     sig = np.sqrt(np.diag(cov))
+    if not np.all(np.isfinite(sig)):
+        raise LedFitError(
+            "the fit is degenerate: offset0, line period and exposure are not all constrained by this scan"
+        )
     amp = float(x[3])
     raw_res = [(_predict(x, f, readout) - f.signal) for f in use]
     width_ns = float(np.median(np.concatenate([f.pulses[:, 1] for f in use])))
@@ -521,38 +545,72 @@ def fit_led(
     )
 
 
+class _Stacked:
+    """All frames of a fit in padded arrays, so the model is one numpy expression."""
+
+    def __init__(self, frames: list[LedFrame], readout: str) -> None:
+        k = len(frames)
+        r = max(f.sensor_rows.shape[0] for f in frames)
+        b = max(f.sensor_rows.shape[1] for f in frames)
+        m = max(len(f.pulses) for f in frames)
+        self.units = np.zeros((k, r, b))
+        self.row_ok = np.zeros((k, r), dtype=bool)
+        self.p0 = np.zeros((k, m))
+        self.pw = np.ones((k, m))
+        self.pulse_ok = np.zeros((k, m))
+        self.signal = np.zeros((k, r))
+        self.inv_sigma = np.zeros((k, r))
+        for i, f in enumerate(frames):
+            nr, nb = f.sensor_rows.shape
+            self.units[i, :nr, :nb] = _step_units(f.sensor_rows, readout)
+            if nb < b:  # pad binned rows by repeating their last sensor row
+                self.units[i, :nr, nb:] = self.units[i, :nr, nb - 1 : nb]
+            self.row_ok[i, :nr] = True
+            self.p0[i, : len(f.pulses)] = f.pulses[:, 0]
+            self.pw[i, : len(f.pulses)] = f.pulses[:, 1]
+            self.pulse_ok[i, : len(f.pulses)] = 1.0
+            self.signal[i, :nr] = f.signal
+            self.inv_sigma[i, :nr] = 1.0 / f.sigma
+
+    def predict(self, p: NDArray[np.float64]) -> NDArray[np.float64]:
+        off0, lp, exp, amp = p
+        end = (off0 + self.units * lp)[:, :, :, None]  # (K, R, b, 1)
+        start = end - exp
+        p0 = self.p0[:, None, None, :]
+        p1 = p0 + self.pw[:, None, None, :]
+        ov = np.clip(np.minimum(end, p1) - np.maximum(start, p0), 0.0, None)
+        frac = (ov / self.pw[:, None, None, :] * self.pulse_ok[:, None, None, :]).sum(axis=3)
+        return amp * frac.mean(axis=2)
+
+    def residuals(self, p: NDArray[np.float64]) -> NDArray[np.float64]:
+        return ((self.predict(p) - self.signal) * self.inv_sigma)[self.row_ok]
+
+
 def _solve(
     least_squares: Any, frames: list[LedFrame], p0: NDArray[np.float64], readout: str
 ) -> Any:
-    def resid(p: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.concatenate([(_predict(p, f, readout) - f.signal) / f.sigma for f in frames])
-
-    scale = np.array(
-        [
-            max(abs(p0[1]) * 0.01, 1.0),
-            max(abs(p0[1]) * 1e-5, 1e-3),
-            max(abs(p0[1]) * 0.01, 1.0),
-            max(p0[3] * 0.01, 1.0),
-        ]
-    )
+    stacked = _Stacked(frames, readout)
+    lp = abs(p0[1])
+    scale = np.array([lp * 0.01, max(lp * 1e-5, 1e-3), lp * 0.01, max(p0[3] * 0.01, 1.0)])
     best = None
-    # A few starts around the guess: the overlap model is piecewise linear.
-    for shift in (0.0, 0.25, -0.25, 0.5):
-        start = p0 + np.array([shift * p0[1], 0.0, 0.0, 0.0])
-        r = least_squares(
-            resid,
-            start,
-            x_scale=scale,
-            method="trf",
-            diff_step=1e-9,
-            xtol=1e-12,
-            ftol=1e-12,
-            gtol=1e-12,
-            max_nfev=400,
-        )
+    # The overlap model is piecewise linear: start from the guess, and from a few shifted
+    # offsets when the first solution does not fit the data.
+    for shift in (0.0, 0.25, -0.25, 0.5, -0.5):
+        start = p0 + np.array([shift * lp, 0.0, 0.0, 0.0])
+        r = least_squares(stacked.residuals, start, x_scale=scale, method="trf", diff_step=1e-9,
+                          xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=400)  # fmt: skip
         if best is None or r.cost < best.cost:
             best = r
+        if 2 * best.cost / max(1, best.fun.size - 4) < 2.0:
+            break
     return best
+
+
+def _has_partial_rows(f: LedFrame) -> bool:
+    """A row whose signal is clearly between dark and fully lit (10 sigma from both)."""
+    peak = float(np.percentile(f.signal, 99.5))
+    s = f.signal
+    return bool(np.any((s > 10 * f.sigma) & (s < peak - 10 * f.sigma - 0.02 * peak)))
 
 
 def _frame_chi2(
