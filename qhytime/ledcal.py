@@ -675,7 +675,7 @@ def plot_fit(
     ax1.set_xlabel("sensor row")
     ax1.set_ylabel("residual (ns of pulse overlap)")
     ax1.set_title(
-        f"LED fit: offset0 {fit.offset0_us:.4f} ± {fit.offset0_sigma_us * 1e3:.1f} ns us, "
+        f"LED fit: offset0 {fit.offset0_us:.4f} us ± {fit.offset0_sigma_us * 1e3:.1f} ns, "
         f"LP {fit.line_period_ns:.4f} ± {fit.line_period_sigma_ns:.4f} ns, "
         f"E {fit.exposure_us:.4f} us", fontsize=9,
     )  # fmt: skip
