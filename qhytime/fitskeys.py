@@ -8,6 +8,11 @@ capture program may still have copied the block into keywords:
 - INDI: ``GPS_SFlg GPS_SS GPS_SU`` (and E, N), ``GPS_PPSC GPS_LONG GPS_LAT GPS_Seq``.
   INDI's ``GPS_ET``/``GPS_NT`` strings repeat the start one, so only numbers are used.
 
+- SharpCap with a QHY174M-GPS: ``DATE-OBS`` is the GPS start time, and
+  ``0001-01-01T00:00:00`` when the receiver lost lock. Only ``DATE-OBS`` (and ``EXPTIME``)
+  is read, and only from SharpCap files of a GPS camera; the block gets no pps count from
+  it (nominal 10 MHz assumed) and the lock-lost sentinel becomes receiver state 0.
+
 Keywords hold microseconds, not ticks, so a block rebuilt from them is good to 1 us;
 its ``origin`` says so.
 """
@@ -98,4 +103,37 @@ def block_from_keywords(
             **stamps,
         )
         return block, writer
-    return None
+    return _sharpcap_block(header, width, height)
+
+
+def _sharpcap_block(
+    header: Mapping[str, Any], width: int, height: int
+) -> tuple[GpsBlock, str] | None:
+    creator = " ".join(str(header.get(k, "")) for k in ("SWCREATE", "CREATOR", "PROGRAM"))
+    if "SHARPCAP" not in creator.upper() or "GPS" not in str(header.get("INSTRUME", "")).upper():
+        return None
+    date_obs = header.get("DATE-OBS")
+    if not isinstance(date_obs, str) or not date_obs:
+        return None
+    from qhytime.timebase import GPS_EPOCH_UNIX_S, NS_PER_S, iso_to_unix_ns
+
+    lost = date_obs.startswith("0001-01-01")
+    if lost:
+        start_ns, state = GPS_EPOCH_UNIX_S * NS_PER_S, 0
+    else:
+        try:
+            start_ns, state = int(iso_to_unix_ns(date_obs)), 3
+        except ValueError:
+            return None
+    exp = header.get("EXPTIME") or header.get("EXPOSURE") or 0.0
+    end_ns = start_ns + round(float(exp) * 1e9)
+
+    def stamp(ns: int) -> Stamp:
+        sec, frac = divmod(ns, NS_PER_S)
+        return Stamp(flag=state << 4, seconds=sec - GPS_EPOCH_UNIX_S, ticks=frac // 100)
+
+    block = GpsBlock(
+        sequence=0, spare=0, width=width, height=height, latitude_raw=0, longitude_raw=0,
+        start=stamp(start_ns), end=stamp(end_ns), now=stamp(end_ns), pps_count=10_000_000,
+    )  # fmt: skip
+    return block, "SharpCap (DATE-OBS; no pps count)"

@@ -129,6 +129,40 @@ def test_fits_indi_keywords(tmp_path: Path) -> None:
     assert rec.stamps["now"].utc == "2025-08-02T01:44:51.250000000"
 
 
+@pytest.mark.parametrize(
+    ("date_obs", "status", "start"),
+    [("2025-08-02T01:44:51.7300584", "ok", "2025-08-02T01:44:51.730058400"),
+     ("0001-01-01T00:00:00", "invalid", None)],
+)  # fmt: skip
+def test_fits_sharpcap_date_obs(
+    tmp_path: Path, date_obs: str, status: str, start: str | None
+) -> None:
+    hdu = fits.PrimaryHDU(np.zeros((12, 64), dtype=np.uint16))
+    hdu.header["SWCREATE"], hdu.header["INSTRUME"] = "SharpCap v4.1", "QHY174M-GPS"
+    hdu.header["DATE-OBS"], hdu.header["EXPTIME"] = date_obs, 0.02
+    hdu.writeto(tmp_path / "sc.fits")
+    (rec,) = list(decode_file(tmp_path / "sc.fits").frames())
+    assert (
+        rec.status == status
+        and rec.origin is not None
+        and rec.origin.startswith("keywords:SharpCap")
+    )
+    if start is not None:
+        assert rec.stamps["start"].utc == start
+        assert rec.stamps["end"].utc == "2025-08-02T01:44:51.750058400"
+    else:
+        assert "state 0" in rec.reasons[0]
+
+
+def test_fits_date_obs_of_other_programs_is_not_gps(tmp_path: Path) -> None:
+    hdu = fits.PrimaryHDU(np.zeros((12, 64), dtype=np.uint16))
+    hdu.header["SWCREATE"], hdu.header["DATE-OBS"] = "SharpCap v4.1", "2025-08-02T01:44:51"
+    hdu.header["INSTRUME"] = "ZWO ASI294MM"
+    hdu.writeto(tmp_path / "zwo.fits")
+    (rec,) = list(decode_file(tmp_path / "zwo.fits").frames())
+    assert rec.block is None and rec.status == "invalid"
+
+
 def test_fits_truncated_cube_keeps_complete_frames(tmp_path: Path) -> None:
     fits.PrimaryHDU(_stack(3)).writeto(tmp_path / "c.fits")
     data = (tmp_path / "c.fits").read_bytes()
