@@ -316,6 +316,34 @@ class CameraSim:
         """Frames ``(N, H, W)`` of an LED scan, one per pulse list."""
         return np.stack([self.frame(i, led=p, noise=noise).image for i, p in enumerate(pulses)])
 
+    def pps_led_pulses(
+        self,
+        n_frames: int,
+        width_us: float,
+        *,
+        delay_us: float = 0.0,
+        amplitude_adu: float = 40_000.0,
+    ) -> list[list[LedPulse]]:
+        """Pulses of an LED driven by the GPS PPS: one at every whole UTC second + delay,
+        kept for each frame when it falls inside that frame's exposures.
+
+        With a frame interval slightly off a whole second, the second boundary drifts
+        through the rows from frame to frame: a scan without a programmable delay.
+        """
+        out: list[list[LedPulse]] = []
+        ends = self.row_end_rel_ns().max(axis=1)
+        lo_rel, hi_rel = float(ends.min() - self.exposure_us * 1e3), float(ends.max())
+        w = width_us * 1e3
+        for i in range(n_frames):
+            _, _, ref = self.block_for(i)
+            first = -(-(ref + int(lo_rel - delay_us * 1e3 - w)) // NS_PER_S)
+            last = (ref + int(hi_rel - delay_us * 1e3)) // NS_PER_S
+            out.append([
+                LedPulse(float(sec * NS_PER_S - ref) + delay_us * 1e3, w, amplitude_adu)
+                for sec in range(first, last + 1)
+            ])  # fmt: skip
+        return out
+
     def led_row_means(
         self, pulses: Sequence[Sequence[LedPulse]], *, seed: int = 0
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -224,3 +224,21 @@ def test_cli_ledcal_store_and_plot(tmp_path: Path, data_dir: Path) -> None:
 
 def test_cli_ledcal_usage() -> None:
     assert CliRunner().invoke(main, ["ledcal", "x.fits"]).exit_code == 2
+
+
+def test_pps_driven_led_scan() -> None:
+    # frames 1 s - 23 us apart: the whole second walks through the rows, 23 us per frame,
+    # starting before the first row's exposure (so the first frames see no pulse)
+    sim = _sim("2cms", 8.0, width=1600, height=60, frame_interval_us=999_977.0,
+               t0_unix_ns=1_754_099_091_000_000_000 - 1_600_000)  # fmt: skip
+    pulses = sim.pps_led_pulses(60, 5.0)
+    lit = [i for i, p in enumerate(pulses) if p]
+    assert len(lit) >= 30
+    stack = sim.led_stack(pulses)
+    frames, rej, _ = load_scan([ArrayReader(stack)], pps_width_us=5.0)
+    fit = fit_led(frames, readout="2cms", exposure_ns=sim.exposure_us * 1e3, line_period_ns=LP_NOM,
+                  rejected=rej, pps=(5_000.0, 0.0))  # fmt: skip
+    assert abs(fit.offset0_us - sim.offset0_us) < 0.02
+    assert abs(fit.line_period_ns - sim.true_line_period_ns) < 0.05
+    # frames whose readout held no whole second are listed, not silently used
+    assert any("no lit band" in r or "no whole UTC second" in r for _, r in fit.frames_rejected)

@@ -144,3 +144,24 @@ def test_model_equals_exact_rational_reference(
     assert abs(t.start_ns[0, 0] - (ref + min(ends) - exp_ns)) <= Fraction(1, 2)
     mid = ref + sum(ends) / binning - Fraction(exp_ns, 2)
     assert abs(t.mid_ns[0, 0] - mid) <= Fraction(1, 2)
+
+
+def test_flipped_fits_file_matches_hand_model(
+    tmp_path: Path, truth: dict[str, Any], data_dir: Path
+) -> None:
+    from astropy.io import fits
+
+    t = next(f for f in truth["frames"] if f["file"] == "fits16_004.fits")
+    with fits.open(data_dir / "fits16_004.fits") as hdul:
+        img = hdul[0].data[::-1].copy()  # stored top-down: the block is in the last row
+    hdu = fits.PrimaryHDU(img)
+    hdu.header["ROWORDER"] = "TOP-DOWN"
+    hdu.writeto(tmp_path / "td.fits")
+    model = RowModel.from_us(
+        offset0_us=OFF0_NS / 1000, line_period_ns=LP_NS, readout="2cms", reference="end"
+    )
+    frt = frame_row_times(tmp_path / "td.fits", model=model, exposure_ns=1_000_000, crop_y=5)
+    h = t["height"]
+    for r in range(h):
+        y = 5 + (h - 1 - r)  # stored row r was read out as row h-1-r
+        assert frt.times.end_ns[0, r] == hand_end(t["end"]["unix_ns"], y, "2cms")
