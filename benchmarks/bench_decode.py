@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 
 import numpy as np
+from _timing import best_of
 
 from qhytime.decode import decode_reader
 from qhytime.gpsblock import BLOCK_SIZE, GpsBlockArray, Stamp
@@ -48,15 +48,6 @@ def write_sparse_ser(path: str, n: int, width: int, height: int) -> None:
         for i in range(n):
             fh.seek(HEADER_SIZE + i * frame_bytes)
             fh.write(raw[i].tobytes())
-
-
-def best_of(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:

@@ -15,25 +15,15 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import tempfile
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _timing import best_of
 
 from qhytime.calibration import Calibration, Setting
 from qhytime.rowmodel import FrameGeometry, RowModel, pixel_times, row_times
 from qhytime.store import CalibrationStore
-
-
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:

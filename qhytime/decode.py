@@ -313,7 +313,9 @@ def decode_paths(
         name = os.fspath(p)
         try:
             reader = open_frames(name)
-        except FrameReadError as exc:
+        except Exception as exc:  # one bad file never ends the batch
+            if not isinstance(exc, FrameReadError):
+                exc = FrameReadError(f"unexpected {type(exc).__name__}: {exc}", path=name)
             yield DecodedFrame(
                 file=name, frame=None, status=STATUS_ERROR, reasons=[f"unreadable: {exc.reason}"]
             )
@@ -321,7 +323,7 @@ def decode_paths(
         with reader:
             try:
                 decoded = decode_reader(reader, nominal_clock=nominal_clock, previous=previous)
-            except (FrameReadError, OSError, ValueError) as exc:
+            except Exception as exc:  # one bad file never ends the batch
                 yield DecodedFrame(
                     file=name, frame=None, status=STATUS_ERROR, reasons=[f"unreadable: {exc}"]
                 )

@@ -51,21 +51,9 @@ class ArrayReader(FrameReader):
             )
         self._arr = arr
         self._top_down = top_down
-
-    @property
-    def width(self) -> int:
-        return int(self._arr.shape[2])
-
-    @property
-    def height(self) -> int:
-        return int(self._arr.shape[1])
-
-    @property
-    def bit_depth(self) -> int:
-        return 8 * self._arr.dtype.itemsize
-
-    def __len__(self) -> int:
-        return int(self._arr.shape[0])
+        self._n = self._declared = int(arr.shape[0])
+        self._height, self._width = int(arr.shape[1]), int(arr.shape[2])
+        self._depth = 8 * arr.dtype.itemsize
 
     @property
     def stored_top_down(self) -> bool:

@@ -97,31 +97,38 @@ class FrameReader(ABC):
         self.path = str(path)
         self.truncation: TruncatedFileError | None = None
 
-    # -- what each reader supplies --------------------------------------------------------
+    # -- geometry: each reader sets these in its __init__ ---------------------------------
+    _width: int
+    _height: int
+    _depth: int
+    _n: int
+    _declared: int
+
     @property
-    @abstractmethod
     def width(self) -> int:
         """Frame width in pixels."""
+        return self._width
 
     @property
-    @abstractmethod
     def height(self) -> int:
         """Frame height in pixels."""
+        return self._height
 
     @property
-    @abstractmethod
     def bit_depth(self) -> int:
         """Bits per pixel of the stored data (8 or 16 for raw camera frames)."""
+        return self._depth
 
-    @abstractmethod
     def __len__(self) -> int:
         """Number of complete frames."""
+        return self._n
 
     @property
     def declared_frames(self) -> int:
         """Frames the file announces (more than ``len(self)`` when truncated)."""
-        return len(self)
+        return self._declared
 
+    # -- what each reader supplies --------------------------------------------------------
     @abstractmethod
     def block_bytes(self, *, last_row: bool = False) -> NDArray[np.uint8]:
         """The 44 bytes where the block sits, for every complete frame, ``(N, 44)``."""

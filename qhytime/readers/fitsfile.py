@@ -81,7 +81,8 @@ class FitsReader(FrameReader):
             raise FrameReadError(f"not a readable FITS file: {exc}", path=self.path) from exc
         shape = tuple(int(self._header[f"NAXIS{k}"]) for k in range(self._header["NAXIS"], 0, -1))
         self._planes = shape[0] if len(shape) == 3 else 1
-        self._h, self._w = shape[-2], shape[-1]
+        self._height, self._width = shape[-2], shape[-1]
+        self._declared = self._planes
         bitpix = int(self._header["BITPIX"])
         self._bitpix = bitpix
         if bitpix not in (8, 16):
@@ -89,7 +90,7 @@ class FitsReader(FrameReader):
         else:
             bzero = float(self._header.get("BZERO", 0))
             self._depth = 16 if bitpix == 16 and bzero in (0.0, 32768.0) else abs(bitpix)
-        plane_bytes = self._h * self._w * abs(bitpix) // 8
+        plane_bytes = self._height * self._width * abs(bitpix) // 8
         have = os.path.getsize(self.path) - int(info["datLoc"])
         complete = min(self._planes, max(have, 0) // plane_bytes)
         self._n = int(complete)
@@ -115,25 +116,6 @@ class FitsReader(FrameReader):
 
     # -- geometry ----------------------------------------------------------------------
     @property
-    def width(self) -> int:
-        return self._w
-
-    @property
-    def height(self) -> int:
-        return self._h
-
-    @property
-    def bit_depth(self) -> int:
-        return self._depth
-
-    def __len__(self) -> int:
-        return self._n
-
-    @property
-    def declared_frames(self) -> int:
-        return self._planes
-
-    @property
     def header(self) -> Any:
         """The image HDU's :class:`astropy.io.fits.Header`."""
         return self._header
@@ -146,13 +128,13 @@ class FitsReader(FrameReader):
     def _rows(self, row: int) -> NDArray[Any]:
         """Stored row ``row`` of every complete frame, ``(N, W)``, reading only that row."""
         if self._n == 0:
-            return np.zeros((0, self._w), dtype=np.uint16)
+            return np.zeros((0, self._width), dtype=np.uint16)
         section = self._hdu.section
         if self._planes == 1 and self._header["NAXIS"] == 2:
             rows = section[row : row + 1 if row != -1 else None, :]
         else:
             rows = section[: self._n, row, :]
-        return np.asarray(rows).reshape(self._n, self._w)
+        return np.asarray(rows).reshape(self._n, self._width)
 
     def pixel_block_problem(self) -> str | None:
         if self._bitpix not in (8, 16):
@@ -160,8 +142,8 @@ class FitsReader(FrameReader):
                 f"no_gps_block: BITPIX {self._bitpix} pixels cannot hold a raw GPS block "
                 "(processed, calibrated or stacked data)"
             )
-        if self._w * (self._bitpix // 8) < BLOCK_SIZE:
-            return f"no_gps_block: rows of {self._w} pixels are too short to hold a GPS block"
+        if self._width * (self._bitpix // 8) < BLOCK_SIZE:
+            return f"no_gps_block: rows of {self._width} pixels are too short to hold a GPS block"
         return None
 
     def block_bytes(self, *, last_row: bool = False) -> NDArray[np.uint8]:
@@ -174,7 +156,7 @@ class FitsReader(FrameReader):
         return np.asarray(self._hdu.section[i, :, :])
 
     def keyword_blocks(self) -> list[tuple[GpsBlock, str] | None]:
-        found = block_from_keywords(self._header, self._w, self._h)
+        found = block_from_keywords(self._header, self._width, self._height)
         return [found] * self._n
 
     def metadata(self, index: int) -> dict[str, Any]:

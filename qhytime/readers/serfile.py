@@ -145,26 +145,6 @@ class SerReader(FrameReader):
         if self.bytes_per_sample == 1:
             self._little_endian = True  # irrelevant for 8-bit data
 
-    # -- geometry ------------------------------------------------------------------------
-    @property
-    def width(self) -> int:
-        return self._width
-
-    @property
-    def height(self) -> int:
-        return self._height
-
-    @property
-    def bit_depth(self) -> int:
-        return self._depth
-
-    def __len__(self) -> int:
-        return self._n
-
-    @property
-    def declared_frames(self) -> int:
-        return self._declared
-
     # -- byte order --------------------------------------------------------------------
     @property
     def little_endian(self) -> bool:
