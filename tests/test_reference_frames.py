@@ -122,3 +122,25 @@ def test_batch_goes_on_after_bad_files(data_dir: Path) -> None:
     assert statuses[0] == ("bad_text.fits", "error")
     assert ("fits16_000.fits", "ok") in statuses
     assert statuses[-1] == ("fits16_001.fits", "ok")
+
+
+def test_unexpected_failure_of_one_file_does_not_end_the_batch(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qhytime.decode as dec
+
+    real = dec.open_frames
+
+    def flaky(path: str):  # type: ignore[no-untyped-def]
+        if path.endswith("fits16_001.fits"):
+            raise RuntimeError("disk on fire")
+        return real(path)
+
+    monkeypatch.setattr(dec, "open_frames", flaky)
+    files = [str(data_dir / f"fits16_00{i}.fits") for i in range(3)]
+    recs = list(decode_paths(files))
+    assert [r.status for r in recs] == ["ok", "error", "ok"]
+    assert (
+        "RuntimeError: disk on fire" in recs[1].reasons[0]
+        and "fits16_001.fits" in recs[1].reasons[0]
+    )
