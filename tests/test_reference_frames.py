@@ -139,8 +139,10 @@ def test_unexpected_failure_of_one_file_does_not_end_the_batch(
     monkeypatch.setattr(dec, "open_frames", flaky)
     files = [str(data_dir / f"fits16_00{i}.fits") for i in range(3)]
     recs = list(decode_paths(files))
-    assert [r.status for r in recs] == ["ok", "error", "ok"]
-    assert (
-        "RuntimeError: disk on fire" in recs[1].reasons[0]
-        and "fits16_001.fits" in recs[1].reasons[0]
-    )
+    assert [r.status for r in recs] == ["ok", "error", "invalid"]
+    assert "RuntimeError: disk on fire" in recs[1].reasons[0]
+    assert recs[1].file.endswith("fits16_001.fits") and recs[1].frame is None
+    # the unread frame 1001 is a hole in the sequence, and said so
+    assert recs[2].reasons == [
+        "sequence_gap: 1 frame(s) missing before sequence 1002 (previous 1000)"
+    ]
