@@ -324,10 +324,11 @@ def row_times(
         # mean of (end - exposure / 2) over the binned rows, kept as a fraction of integers
         mid_rel_num = 2 * end_each.sum(axis=1) - b * exposure_ps
         mid_den = 2 * b
-    mid_rel = _div_round(mid_rel_num, mid_den)
+    # one rounding, straight from the exact fraction to ns (ps first would round twice)
+    mid_rel_ns = _div_round(mid_rel_num, mid_den * 1000)
     start = ref[:, None] + _round_ps_to_ns(start_rel)[None, :]
     end = ref[:, None] + _round_ps_to_ns(end_rel)[None, :]
-    mid = ref[:, None] + _round_ps_to_ns(mid_rel)[None, :]
+    mid = ref[:, None] + mid_rel_ns[None, :]
     sigma = model.sigma_ns(sensor.max(axis=1))
     return RowTimes(rows=image_rows, start_ns=start, mid_ns=mid, end_ns=end, sigma_ns=sigma)
 
