@@ -16,7 +16,7 @@ import numpy as np
 
 from qhytime.ledcal import fit_led, load_scan
 from qhytime.readers import ArrayReader
-from qhytime.simulate import CameraSim
+from qhytime.simulate import CameraSim, pulse_table
 
 
 def main() -> None:
@@ -30,9 +30,11 @@ def main() -> None:
                     exposure_us=(8 if args.readout == "pairs" else 4) * 43.194, offset0_us=1998.921, seed=1)  # fmt: skip
     pulses = sim.led_scan_pulses(args.frames, 10.0)
     stack = sim.led_stack(pulses)
-    plist = {f"<array>#{i}": [(q.start_ns, q.width_ns) for q in pl] for i, pl in enumerate(pulses)}
+    plist = pulse_table(pulses)
 
-    load_scan([ArrayReader(stack[:1])], pulses={"<array>#0": plist["<array>#0"]})  # imports, not timed
+    load_scan(
+        [ArrayReader(stack[:1])], pulses={"<array>#0": plist["<array>#0"]}
+    )  # imports, not timed
 
     t0 = time.perf_counter()
     _ = stack.mean(axis=2, dtype=np.float64)

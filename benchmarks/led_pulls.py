@@ -15,7 +15,7 @@ import numpy as np
 
 from qhytime.ledcal import fit_led, load_scan
 from qhytime.readers import ArrayReader
-from qhytime.simulate import CameraSim
+from qhytime.simulate import CameraSim, pulse_table
 
 
 def main() -> None:
@@ -30,10 +30,7 @@ def main() -> None:
                             exposure_us=(8 if readout == "pairs" else 4) * 43.194, offset0_us=1998.921, seed=seed)  # fmt: skip
             pulses = sim.led_scan_pulses(50, 10.0, seed=0)
             stack = sim.led_stack(pulses)
-            plist = {
-                f"<array>#{i}": [(q.start_ns, q.width_ns) for q in pl]
-                for i, pl in enumerate(pulses)
-            }
+            plist = pulse_table(pulses)
             frames, rej, _ = load_scan([ArrayReader(stack)], pulses=plist)
             fit = fit_led(
                 frames,

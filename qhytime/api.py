@@ -57,7 +57,7 @@ from qhytime.rowmodel import (
     polyline_times,
     row_times,
 )
-from qhytime.simulate import CameraSim, LedPulse, Mover, Star
+from qhytime.simulate import CameraSim, LedPulse, Mover, Star, pulse_table
 from qhytime.stamp import StampResult, stamp_files, stamp_fits
 from qhytime.store import (
     CalibrationFallbackWarning,
@@ -129,6 +129,7 @@ __all__ = [
     "pixel_times",
     "plot_fit",
     "polyline_times",
+    "pulse_table",
     "read_pulses_csv",
     "row_times",
     "setting_from_reader",

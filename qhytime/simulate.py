@@ -437,6 +437,20 @@ class CameraSim:
         return Path(path)
 
 
+def pulse_table(
+    pulses: Sequence[Sequence[LedPulse]], name: str = "<array>"
+) -> dict[str, list[tuple[float, float]]]:
+    """Simulated pulses as :func:`qhytime.ledcal.load_scan` takes them: ``name#i`` ->
+    ``[(start_ns, width_ns), ...]`` for frame ``i`` of a multi-frame source.
+
+    Examples
+    --------
+    >>> pulse_table([[LedPulse(1000.0, 10.0)], []])
+    {'<array>#0': [(1000.0, 10.0)], '<array>#1': []}
+    """
+    return {f"{name}#{i}": [(p.start_ns, p.width_ns) for p in pl] for i, pl in enumerate(pulses)}
+
+
 def _psf(
     xs: NDArray[np.float64], ys: NDArray[np.float64], x: float, y: float, fwhm: float
 ) -> NDArray[np.float64]:

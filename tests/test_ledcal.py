@@ -14,7 +14,7 @@ from qhytime.cli import main
 from qhytime.errors import LedFitError
 from qhytime.ledcal import LedFrame, fit_led, load_scan, pps_pulses, read_pulses_csv
 from qhytime.readers import ArrayReader
-from qhytime.simulate import CameraSim, LedPulse
+from qhytime.simulate import CameraSim, LedPulse, pulse_table
 from qhytime.store import CalibrationStore
 
 LP_NOM = 43194.0
@@ -33,7 +33,7 @@ def _fit_images(
 ):  # type: ignore[no-untyped-def]
     pulses = sim.led_scan_pulses(n, width_us, amplitude_adu=amplitude)
     stack = sim.led_stack(pulses)
-    plist = {f"<array>#{i}": [(q.start_ns, q.width_ns) for q in pl] for i, pl in enumerate(pulses)}
+    plist = pulse_table(pulses)
     # arrays carry no CROPOFFY/XBINNING keywords: say the geometry
     frames, rej, _ = load_scan(
         [ArrayReader(stack)], pulses=plist, crop_y=sim.crop_y, binning=sim.binning
@@ -116,7 +116,7 @@ def test_bad_scans_raise_clear_errors() -> None:
     pulses = sim.led_scan_pulses(10, 10.0)
     # no lit band: the LED was off
     dark = sim.led_stack([[] for _ in pulses])
-    plist = {f"<array>#{i}": [(q.start_ns, q.width_ns) for q in pl] for i, pl in enumerate(pulses)}
+    plist = pulse_table(pulses)
     frames, rej, _ = load_scan([ArrayReader(dark)], pulses=plist)
     with pytest.raises(LedFitError, match="no lit band in any of the 10 frames"):
         fit_led(frames, readout="pairs", exposure_ns=sim.exposure_us * 1e3, rejected=rej)
@@ -137,7 +137,7 @@ def test_scan_without_partial_rows_is_refused() -> None:
     ends = sim.row_end_rel_ns().max(axis=1)
     # every pulse well inside a pair period: bands without partly lit rows
     pulses = [[LedPulse(float(ends[k] + 30_000.0), 10_000.0)] for k in range(4, 24, 2)]
-    plist = {f"<array>#{i}": [(q.start_ns, q.width_ns) for q in pl] for i, pl in enumerate(pulses)}
+    plist = pulse_table(pulses)
     frames, rej, _ = load_scan([ArrayReader(sim.led_stack(pulses))], pulses=plist)
     with pytest.raises(LedFitError, match="partly lit rows"):
         fit_led(frames, readout="pairs", exposure_ns=sim.exposure_us * 1e3, rejected=rej)
@@ -147,7 +147,7 @@ def test_outlier_frame_is_rejected_and_said() -> None:
     sim = _sim("2cms", 10.0, width=1600)
     pulses = sim.led_scan_pulses(30, 10.0)
     stack = sim.led_stack(pulses)
-    plist = {f"<array>#{i}": [(q.start_ns, q.width_ns) for q in pl] for i, pl in enumerate(pulses)}
+    plist = pulse_table(pulses)
     plist["<array>#7"] = [(plist["<array>#7"][0][0] + 3_000.0, 10_000.0)]  # a wrong delay
     frames, rej, _ = load_scan([ArrayReader(stack)], pulses=plist)
     fit = fit_led(
@@ -168,7 +168,7 @@ def test_roi_binning_and_pulse_trains() -> None:
     # a second pulse 1 ms later in every frame: a pulse train
     trains = [[p[0], LedPulse(p[0].start_ns + 1_000_000.0, 8_000.0)] for p in pulses]
     stack = sim.led_stack(trains)
-    plist = {f"<array>#{i}": [(q.start_ns, q.width_ns) for q in pl] for i, pl in enumerate(trains)}
+    plist = pulse_table(trains)
     frames, rej, _ = load_scan([ArrayReader(stack)], pulses=plist, crop_y=1001)
     fit = fit_led(
         frames,
