@@ -7,6 +7,7 @@ partly), 2 for usage errors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterable
@@ -193,9 +194,11 @@ def rows(
             "--readout/--reference describe an explicit model: add --offset0-us and --line-period-ns"
         )
     try:
-        with open_frames(path) as reader:
-            row_list = _parse_rows(rows_spec, reader.height // 1)
-            store = None if model is not None else _open_store(db)
+        with (
+            open_frames(path) as reader,
+            contextlib.nullcontext() if model is not None else _open_store(db) as store,
+        ):
+            row_list = _parse_rows(rows_spec, reader.height)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 frt = frame_row_times(
