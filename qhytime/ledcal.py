@@ -341,15 +341,8 @@ def _step_units(sensor_rows: NDArray[np.int64], readout: str) -> NDArray[np.floa
 
 
 def _predict(params: NDArray[np.float64], frame: LedFrame, readout: str) -> NDArray[np.float64]:
-    """Row signal of one frame: amplitude x mean over the row's sensor rows of overlap / width."""
-    off0, lp, exp, amp = params
-    end = off0 + _step_units(frame.sensor_rows, readout) * lp  # (R, b)
-    start = end - exp
-    total = np.zeros(end.shape[0])
-    for p0, w in frame.pulses:
-        ov = np.clip(np.minimum(end, p0 + w) - np.maximum(start, p0), 0.0, None) / w
-        total += ov.mean(axis=1)
-    return amp * total
+    """Row signal of one frame (the same overlap model the fit uses, see :class:`_Stacked`)."""
+    return _Stacked([frame], readout).predict(params)[0]
 
 
 def _guess(
@@ -522,12 +515,11 @@ def fit_led(
             "the fit is degenerate: offset0, line period and exposure are not all constrained by this scan"
         )
     amp = float(x[3])
-    raw_res = [(_predict(x, f, readout) - f.signal) for f in use]
+    models = [_predict(x, f, readout) for f in use]
+    raw_res = [m - f.signal for m, f in zip(models, use, strict=True)]
     width_ns = float(np.median(np.concatenate([f.pulses[:, 1] for f in use])))
     to_us = width_ns / amp / 1e3 if amp > 0 else float("nan")
-    band_res = np.concatenate(
-        [r[np.abs(_predict(x, f, readout)) > 0] for r, f in zip(raw_res, use, strict=True)]
-    )
+    band_res = np.concatenate([r[np.abs(m) > 0] for r, m in zip(raw_res, models, strict=True)])
     return LedFit(
         offset0_us=float(x[0]) / 1e3,
         offset0_sigma_us=float(sig[0]) / 1e3,
