@@ -280,15 +280,15 @@ def _read_frames(
 ) -> None:  # fmt: skip
     decoded = decode_reader(reader)
     if "setting" not in info and len(decoded):
-        info["setting"] = setting_from_reader(reader, 0)
-        info["exposure_ns"] = exposure_ns_from_metadata(reader.metadata(0))
-        qlp = reader.metadata(0).get("QHY_LP")
-        info["line_period_ns"] = float(qlp) if isinstance(qlp, int | float) else None
         meta = reader.metadata(0)
-        info["crop_y"] = int(meta.get("CROPOFFY") or 0)
-        info["binning"] = int(meta.get("XBINNING") or 1)
-    cy = crop_y if crop_y is not None else info.get("crop_y", 0)
-    b = binning if binning is not None else info.get("binning", 1)
+        info["setting"] = setting_from_reader(reader, 0)
+        info["exposure_ns"] = exposure_ns_from_metadata(meta)
+        qlp = meta.get("QHY_LP")
+        info["line_period_ns"] = float(qlp) if isinstance(qlp, int | float) else None
+    setting = info.get("setting")
+    # crop origin and binning default to the file's, as its setting read them
+    cy = crop_y if crop_y is not None else (setting.roi_y if setting else 0)
+    b = binning if binning is not None else (setting.binning if setting else 1)
     for i in range(len(decoded)):
         rec = decoded.frame(i)
         label = name if reader.declared_frames == 1 else f"{name}#{i}"
