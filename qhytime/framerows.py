@@ -84,7 +84,7 @@ class FrameRowTimes:
     model: RowModel
     geometry: FrameGeometry
     exposure_ns: int
-    setting: Setting | None
+    setting: Setting
     lookup: LookupResult | None
 
     @property
@@ -163,19 +163,19 @@ def frame_row_times(
                 path=reader.path,
                 frame=frame,
             )
-        setting: Setting | None = None
+        # The frame's setting is a fact of the file, whether or not a calibration is looked up.
+        setting = setting_from_reader(reader, frame)
         lookup: LookupResult | None = None
         if model is None:
             if store is None:
                 raise CalibrationError("give a row model or a calibration store", path=reader.path)
-            setting = setting_from_reader(reader, frame)
             if calibration_id is not None:
                 lookup = LookupResult(calibration=store.get(calibration_id), exact=True)
             else:
                 lookup = store.lookup(setting, fallback=fallback)
             model = lookup.row_model()
-        cy = crop_y if crop_y is not None else (_int_key(meta, "CROPOFFY") or 0)
-        b = binning if binning is not None else (_int_key(meta, "XBINNING") or 1)
+        cy = crop_y if crop_y is not None else setting.roi_y
+        b = binning if binning is not None else setting.binning
         geometry = FrameGeometry(height=reader.height, crop_y=cy, binning=b, flipped=rec.flipped)
         ref_ns = rec.stamps[model.reference].unix_ns
         times = row_times(model, geometry, ref_ns, exp, rows)

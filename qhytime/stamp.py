@@ -82,7 +82,7 @@ def header_cards(frt: FrameRowTimes) -> dict[str, tuple[Any, str]]:
         "QHY_LP": (m.line_period_ps / 1e3, "[ns] line period per sensor row"),
         "QHY_OFF0": (off0_from_end_ps / 1e6, "[us] end stamp to end of first readout unit"),
         "READOUTM": (_readout_name(frt), "readout mode"),
-        "CROPOFFX": (int(frt.setting.roi_x if frt.setting else 0), "crop origin x on sensor"),
+        "CROPOFFX": (frt.setting.roi_x, "crop origin x on sensor"),
         "CROPOFFY": (frt.geometry.crop_y, "crop origin y on sensor (unbinned)"),
         "DATE-OBS": (str(unix_ns_to_iso(t.start_ns[0, i0])), "UTC start of first readout row"),
         "DATE-END": (str(unix_ns_to_iso(t.end_ns[0, i0])), "UTC end of first readout row"),
@@ -103,7 +103,7 @@ def header_cards(frt: FrameRowTimes) -> dict[str, tuple[Any, str]]:
 
 
 def _readout_name(frt: FrameRowTimes) -> str:
-    name = frt.setting.readout_mode if frt.setting is not None else ""
+    name = "" if frt.setting.readout_mode == "unknown" else frt.setting.readout_mode
     if frt.model.readout == "2cms" and "2CMS" not in name.upper():
         name = (name + " 2CMS").strip()
     return name or ("2CMS" if frt.model.readout == "2cms" else "normal")

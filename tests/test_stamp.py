@@ -171,3 +171,26 @@ def test_doctor(tmp_path: Path) -> None:
     out = CliRunner().invoke(main, ["doctor", "--db", str(tmp_path / "c.sqlite")])
     assert out.exit_code == 0
     assert "schema revision 0002 (head 0002)" in out.output and "expires 2027" in out.output
+
+
+def test_explicit_model_keeps_the_files_crop_and_mode(tmp_path: Path) -> None:
+    from qhytime.rowmodel import RowModel
+
+    sim = CameraSim(width=64, height=20, crop_x=24, crop_y=10, exposure_us=1000.0,
+                    readout_mode="High Gain Mode")  # fmt: skip
+    (src,) = sim.write_fits(tmp_path / "cap", 1)
+    model = RowModel.from_us(
+        offset0_us=1974.286, line_period_ns=43194, readout="pairs", reference="end"
+    )
+    res = stamp_fits(src, tmp_path / "out.fits", model=model)
+    assert res.status == "ok" and res.calibration_id is None
+    h = fits.getheader(tmp_path / "out.fits")
+    assert (h["CROPOFFX"], h["CROPOFFY"], h["READOUTM"], h["QT_CALID"]) == (
+        24,
+        10,
+        "High Gain Mode",
+        -1,
+    )
+    # row 0 is sensor row 10: end = end stamp + offset0 + 2 * LP * 5, by hand
+    end_stamp = iso_to_unix_ns(h["GPS_EUTC"])
+    assert iso_to_unix_ns(h["DATE-END"]) == end_stamp + 1_974_286 + 2 * 43_194 * 5
