@@ -112,12 +112,10 @@ def block_presence(
         & (blocks.pps_count == 0)
     )
     present = ~zero
-    mismatch = np.zeros(n, dtype=bool)
     if width is not None and height is not None:
         w = np.broadcast_to(np.asarray(width, dtype=np.int64), (n,))
         h = np.broadcast_to(np.asarray(height, dtype=np.int64), (n,))
-        mismatch = (bw != w) | (bh != h)
-        present &= ~mismatch
+        present &= (bw == w) & (bh == h)
     why: list[str | None] = [None] * n
     for i in np.flatnonzero(~present):
         if zero[i]:
@@ -127,7 +125,7 @@ def block_presence(
         else:
             why[i] = (
                 f"no_gps_block: width/height fields ({bw[i]}x{bh[i]}) do not match the frame "
-                f"({int(np.broadcast_to(width, (n,))[i])}x{int(np.broadcast_to(height, (n,))[i])}); "
+                f"({w[i]}x{h[i]}); "
                 "the pixels hold no GPS block (binned, cropped or processed frame, or no GPS box)"
             )
     return present, why
