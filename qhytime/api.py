@@ -24,8 +24,12 @@ from qhytime.errors import (
     TruncatedFileError,
 )
 from qhytime.framerows import (
+    ExposureWindow,
+    FileTiming,
     FrameRowTimes,
     exposure_ns_from_metadata,
+    exposure_window,
+    file_timing,
     frame_row_times,
     setting_from_reader,
 )
@@ -61,9 +65,11 @@ from qhytime.simulate import CameraSim, LedPulse, Mover, Star, pulse_table
 from qhytime.stamp import StampResult, stamp_files, stamp_fits
 from qhytime.store import (
     CalibrationFallbackWarning,
+    CalibrationPinnedWarning,
     CalibrationStore,
     LookupResult,
     default_database_url,
+    setting_differences,
 )
 from qhytime.timebase import (
     near_leap_second,
@@ -79,10 +85,13 @@ __all__ = [
     "Calibration",
     "CalibrationError",
     "CalibrationFallbackWarning",
+    "CalibrationPinnedWarning",
     "CalibrationStore",
     "CameraSim",
     "DecodedFile",
     "DecodedFrame",
+    "ExposureWindow",
+    "FileTiming",
     "FitsReader",
     "Frame",
     "FrameGeometry",
@@ -119,6 +128,8 @@ __all__ = [
     "dump_toml",
     "embed_block",
     "exposure_ns_from_metadata",
+    "exposure_window",
+    "file_timing",
     "fit_led",
     "frame_row_times",
     "frames_from_buffer",
@@ -132,6 +143,7 @@ __all__ = [
     "pulse_table",
     "read_pulses_csv",
     "row_times",
+    "setting_differences",
     "setting_from_reader",
     "stamp_files",
     "stamp_fits",

@@ -1,38 +1,64 @@
 """Row times of real frames: decoded stamp + calibration (or explicit model) + geometry.
 
-This ties the data path together for one frame: decode its block (:mod:`qhytime.decode`),
-find its setting from the file's keywords, look up the calibration
-(:mod:`qhytime.store`) or take an explicit :class:`~qhytime.rowmodel.RowModel`, map image
-rows to sensor rows, and compute every row's start, middle and end.
+This ties the data path together: decode a file's blocks (:mod:`qhytime.decode`), find its
+setting from the file's keywords, look up the calibration (:mod:`qhytime.store`) or take an
+explicit :class:`~qhytime.rowmodel.RowModel`, map image rows to sensor rows, and compute
+each row's start, middle and end.
+
+- :func:`file_timing` does the per-file work once (decode, setting, calibration, exposure)
+  and returns a :class:`FileTiming` that answers row times for any of the file's frames:
+  what light curves, indexes and streak timing use over thousands of frames.
+- :func:`frame_row_times` is the one-frame shortcut.
+- :func:`exposure_window` is the one call for the question users ask: when was pixel
+  (x, y), or these rows, of frame N of this file exposed? It opens the default calibration
+  store exactly as the command line does and returns astropy ``Time``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from numpy.typing import ArrayLike
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from qhytime.calibration import Setting
-from qhytime.decode import DecodedFrame, decode_reader
+from qhytime.decode import DecodedFile, DecodedFrame, decode_reader
 from qhytime.errors import CalibrationError, RowModelError
 from qhytime.readers import FrameReader, open_frames
 from qhytime.rowmodel import FrameGeometry, RowModel, RowTimes, row_times
-from qhytime.store import CalibrationStore, LookupResult
+
+if TYPE_CHECKING:
+    from astropy.time import Time
+
+    from qhytime.store import CalibrationStore, LookupResult
+
+MAX_EXPOSURE_NS = 86_400 * 1_000_000_000
+"""Longest exposure accepted (one day): a longer one is a header error."""
 
 
 def _int_key(meta: Mapping[str, Any], *keys: str) -> int | None:
     for k in keys:
         v = meta.get(k)
-        if v is not None and not isinstance(v, str | bool):
-            return int(v)
+        if v is None or isinstance(v, str | bool):
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f) and f == int(f) and f >= 0:
+            return int(f)
     return None
 
 
 def exposure_ns_from_metadata(meta: Mapping[str, Any]) -> int | None:
     """Exposure in ns from ``QHY_EXP`` (the SDK's actual exposure), else ``EXPTIME``/``EXPOSURE``.
+
+    Values that are not finite, not positive or longer than a day are ignored (the next
+    keyword is tried).
 
     Examples
     --------
@@ -40,11 +66,19 @@ def exposure_ns_from_metadata(meta: Mapping[str, Any]) -> int | None:
     250000000
     >>> exposure_ns_from_metadata({"QHY_EXP": 0.0003455604, "EXPTIME": 0.0003})
     345560
+    >>> exposure_ns_from_metadata({"QHY_EXP": float("nan"), "EXPTIME": 1e30}) is None
+    True
     """
     for key in ("QHY_EXP", "EXPTIME", "EXPOSURE"):
         v = meta.get(key)
-        if v is not None and not isinstance(v, str | bool) and float(v) > 0:
-            return round(float(v) * 1e9)
+        if v is None or isinstance(v, str | bool):
+            continue
+        try:
+            ns = float(v) * 1e9
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(ns) and 0 < ns <= MAX_EXPOSURE_NS:
+            return round(ns)
     return None
 
 
@@ -56,20 +90,19 @@ def setting_from_reader(reader: FrameReader, index: int = 0) -> Setting:
     """
     meta = reader.metadata(index)
     binning = _int_key(meta, "XBINNING") or 1
-    mode = str(meta.get("READOUTM") or "unknown")
+    mode = str(meta.get("READOUTM") or "unknown").strip() or "unknown"
     stream = str(meta.get("QHYSTRM") or ("live" if reader.kind == "ser" else "single")).lower()
+    camera = str(meta.get("INSTRUME") or getattr(reader, "instrument", "") or "unknown").strip()
     return Setting(
-        camera_model=str(
-            meta.get("INSTRUME") or getattr(reader, "instrument", "") or "unknown"
-        ).strip(),
-        readout_mode=mode.strip(),
+        camera_model=camera or "unknown",
+        readout_mode=mode,
         is_2cms="2CMS" in mode.upper(),
         roi_x=_int_key(meta, "CROPOFFX") or 0,
         roi_y=_int_key(meta, "CROPOFFY") or 0,
         roi_width=reader.width * binning,
         roi_height=reader.height * binning,
         binning=binning,
-        bit_depth=reader.bit_depth,
+        bit_depth=reader.bit_depth if reader.bit_depth in (8, 16) else 16,
         usb_traffic=_int_key(meta, "USBTRAFF", "USB_TRAF") or 0,
         stream_mode=stream if stream in ("single", "live") else "single",
     )
@@ -92,6 +125,213 @@ class FrameRowTimes:
         return None if self.lookup is None else self.lookup.calibration.id
 
 
+@dataclass
+class FileTiming:
+    """Everything needed to time any row of any frame of one file, worked out once.
+
+    Build it with :func:`file_timing`. ``exposure_ns`` is None when the file names none
+    and none was given: row times then raise, naming the argument to give.
+
+    Attributes
+    ----------
+    path : str
+    decoded : DecodedFile
+        Every complete frame's block, exact stamps and reasons.
+    setting : Setting
+        From the file's keywords.
+    model : RowModel
+    lookup : LookupResult or None
+        How the calibration was found (None for an explicit model).
+    exposure_ns : int or None
+    crop_y, binning, height : int
+    """
+
+    path: str
+    decoded: DecodedFile
+    setting: Setting
+    model: RowModel
+    lookup: LookupResult | None
+    exposure_ns: int | None
+    crop_y: int
+    binning: int
+    height: int
+
+    def __len__(self) -> int:
+        return len(self.decoded)
+
+    @property
+    def calibration_id(self) -> int | None:
+        """Id of the calibration used (None for an explicit model)."""
+        return None if self.lookup is None else self.lookup.calibration.id
+
+    @property
+    def reference_ns(self) -> NDArray[np.int64]:
+        """Unix ns of every frame's reference stamp (meaningless where a frame has no block)."""
+        return self.decoded.unix_ns[self.model.reference]
+
+    def geometry(self, frame: int) -> FrameGeometry:
+        """Row mapping of one frame (flips are per frame)."""
+        return FrameGeometry(
+            height=self.height,
+            crop_y=self.crop_y,
+            binning=self.binning,
+            flipped=bool(self.decoded.scan.flipped[frame]),
+        )
+
+    def record(self, frame: int, *, allow_invalid: bool = False) -> DecodedFrame:
+        """The decoded frame, checked: in range, with a block, trusted unless allowed.
+
+        Raises
+        ------
+        RowModelError
+            Naming the file and frame and why.
+        """
+        n = len(self.decoded)
+        if isinstance(frame, bool) or not 0 <= int(frame) < n:
+            raise RowModelError(
+                f"frame {frame} out of range: the file has {n} complete frame(s) (0..{n - 1})",
+                path=self.path,
+                frame=int(frame),
+            )
+        rec = self.decoded.frame(int(frame))
+        if rec.block is None:
+            raise RowModelError("; ".join(rec.reasons), path=self.path, frame=int(frame))
+        if rec.reasons and not allow_invalid:
+            raise RowModelError(
+                "the frame's time cannot be trusted: "
+                + "; ".join(rec.reasons)
+                + " (allow_invalid=True to compute it anyway)",
+                path=self.path,
+                frame=int(frame),
+            )
+        return rec
+
+    def require_exposure(self, frame: int | None = None) -> int:
+        """The exposure in ns, or a :class:`RowModelError` saying how to give it."""
+        if self.exposure_ns is None:
+            what = (
+                "SER files carry no exposure"
+                if self.decoded.path.lower().endswith(".ser")
+                else "the file has no QHY_EXP/EXPTIME/EXPOSURE keyword"
+            )
+            raise RowModelError(f"no exposure: {what}; give exposure_ns", path=self.path, frame=frame)
+        return self.exposure_ns
+
+    def row_times(
+        self, frame: int, rows: ArrayLike | None = None, *, allow_invalid: bool = False
+    ) -> RowTimes:
+        """Start, middle and end of image ``rows`` (all by default) of one frame."""
+        rec = self.record(frame, allow_invalid=allow_invalid)
+        exp = self.require_exposure(frame)
+        ref = rec.stamps[self.model.reference].unix_ns
+        return row_times(self.model, self.geometry(frame), ref, exp, rows)
+
+    def frame_row_times(
+        self, frame: int, rows: ArrayLike | None = None, *, allow_invalid: bool = False
+    ) -> FrameRowTimes:
+        """:meth:`row_times` with the record, model, geometry and setting they came from."""
+        rec = self.record(frame, allow_invalid=allow_invalid)
+        exp = self.require_exposure(frame)
+        geom = self.geometry(frame)
+        ref = rec.stamps[self.model.reference].unix_ns
+        times = row_times(self.model, geom, ref, exp, rows)
+        return FrameRowTimes(rec, times, self.model, geom, exp, self.setting, self.lookup)
+
+
+def file_timing(
+    path: str | os.PathLike[str] | FrameReader,
+    *,
+    model: RowModel | None = None,
+    store: CalibrationStore | None = None,
+    calibration_id: int | None = None,
+    fallback: bool = False,
+    exposure_ns: int | None = None,
+    crop_y: int | None = None,
+    binning: int | None = None,
+    decoded: DecodedFile | None = None,
+) -> FileTiming:
+    """Decode a file and find its timing (setting, calibration or model, exposure) once.
+
+    Parameters
+    ----------
+    path : path or FrameReader
+    model : RowModel, optional
+        Explicit timing; otherwise a calibration from ``store``, pinned by
+        ``calibration_id`` or looked up by the file's setting.
+    store : CalibrationStore, optional
+    calibration_id : int, optional
+        Use this calibration whatever its setting (warned when it differs from the file's).
+    fallback : bool
+        Allow a warned fallback calibration (see :meth:`CalibrationStore.lookup`).
+    exposure_ns : int, optional
+        Default: the file's ``QHY_EXP``, ``EXPTIME`` or ``EXPOSURE``.
+    crop_y, binning : int, optional
+        Default: the file's ``CROPOFFY`` and ``XBINNING`` (else 0 and 1).
+    decoded : DecodedFile, optional
+        The file's decoding when already done (e.g. with sequence context).
+
+    Raises
+    ------
+    CalibrationError
+        No calibration for the file's setting (or neither a model nor a store given).
+    RowModelError
+        Bad crop, binning or exposure.
+
+    Examples
+    --------
+    >>> from qhytime.rowmodel import RowModel
+    >>> m = RowModel.from_us(offset0_us=1974.286, line_period_ns=43194, readout="pairs")
+    >>> ft = file_timing("tests/data/video16.ser", model=m, exposure_ns=250_000_000)
+    >>> len(ft), ft.row_times(3, rows=[0]).end_ns.shape
+    (25, (1, 1))
+    """
+    reader = path if isinstance(path, FrameReader) else open_frames(path)
+    try:
+        if decoded is None:
+            decoded = decode_reader(reader)
+        if exposure_ns is not None and not 0 < exposure_ns <= MAX_EXPOSURE_NS:
+            raise RowModelError(
+                f"exposure {exposure_ns} ns is not between 0 and one day", path=reader.path
+            )
+        setting = setting_from_reader(reader, 0) if len(reader) else setting_from_reader(reader)
+        exp = exposure_ns
+        if exp is None and len(reader):
+            exp = exposure_ns_from_metadata(reader.metadata(0))
+        lookup: LookupResult | None = None
+        if model is None:
+            if store is None:
+                raise CalibrationError(
+                    "give a row model (model) or a calibration store (store)", path=reader.path
+                )
+            if calibration_id is not None:
+                lookup = store.pinned(calibration_id, setting)
+            else:
+                lookup = store.lookup(setting, fallback=fallback)
+            model = lookup.row_model()
+        cy = crop_y if crop_y is not None else setting.roi_y
+        b = binning if binning is not None else setting.binning
+        # FrameGeometry checks the values; check here so the error names the file.
+        if cy < 0 or not 1 <= b <= 64:
+            raise RowModelError(
+                f"crop_y {cy} / binning {b}: the crop origin must be >= 0 and binning 1..64",
+                path=reader.path,
+            )
+        return FileTiming(
+            path=reader.path,
+            decoded=decoded,
+            setting=setting,
+            model=model,
+            lookup=lookup,
+            exposure_ns=exp,
+            crop_y=int(cy),
+            binning=int(b),
+            height=reader.height,
+        )
+    finally:
+        if not isinstance(path, FrameReader):
+            reader.close()
+
+
 def frame_row_times(
     path: str | os.PathLike[str] | FrameReader,
     frame: int = 0,
@@ -108,20 +348,12 @@ def frame_row_times(
 ) -> FrameRowTimes:
     """Start, middle and end of the rows of one frame of a FITS or SER file.
 
+    The arguments are those of :func:`file_timing`, plus:
+
     Parameters
     ----------
-    path : path or FrameReader
     frame : int
         0-based frame index.
-    model : RowModel, optional
-        Explicit timing; otherwise a calibration from ``store`` (pinned by
-        ``calibration_id`` or looked up by the frame's setting).
-    fallback : bool
-        Allow a warned fallback calibration (see :meth:`CalibrationStore.lookup`).
-    exposure_ns : int, optional
-        Default: the file's ``QHY_EXP``, ``EXPTIME`` or ``EXPOSURE``.
-    crop_y, binning : int, optional
-        Default: the file's ``CROPOFFY`` and ``XBINNING`` (else 0 and 1).
     rows : array of int, optional
         Image rows; all by default.
     allow_invalid : bool
@@ -135,51 +367,160 @@ def frame_row_times(
     CalibrationError
         No calibration for the setting.
     """
-    reader = path if isinstance(path, FrameReader) else open_frames(path)
+    ft = file_timing(
+        path, model=model, store=store, calibration_id=calibration_id, fallback=fallback,
+        exposure_ns=exposure_ns, crop_y=crop_y, binning=binning,
+    )  # fmt: skip
+    return ft.frame_row_times(frame, rows, allow_invalid=allow_invalid)
+
+
+@dataclass
+class ExposureWindow:
+    """When pixels or rows of one frame were exposed: the answer of :func:`exposure_window`.
+
+    Attributes
+    ----------
+    rows : int64 array (R,)
+        The image rows asked for (the pixel's row for a pixel).
+    start, mid, end : astropy.time.Time
+        Scalar for a pixel, shape (R,) for rows; scale utc, exact to the ns.
+    start_ns, mid_ns, end_ns : int64 arrays (R,)
+        The same as unix ns.
+    sigma_ns : float array (R,)
+        1-sigma of each row's times.
+    status : str
+        ``ok`` or ``invalid`` (only with ``allow_invalid``).
+    reasons : list of str
+    calibration : str
+        How the timing was found (``calibration #3 (...): exact match`` or ``explicit model``).
+    """
+
+    rows: NDArray[np.int64]
+    start: Time
+    mid: Time
+    end: Time
+    start_ns: NDArray[np.int64]
+    mid_ns: NDArray[np.int64]
+    end_ns: NDArray[np.int64]
+    sigma_ns: NDArray[np.float64]
+    status: str
+    reasons: list[str]
+    calibration: str
+
+    @property
+    def sigma_s(self) -> Any:
+        """1-sigma in seconds (a float for a pixel)."""
+        s = self.sigma_ns / 1e9
+        return float(s[0]) if self.start.isscalar else s
+
+
+def exposure_window(
+    path: str | os.PathLike[str],
+    frame: int = 0,
+    *,
+    x: float | None = None,
+    y: float | None = None,
+    rows: ArrayLike | None = None,
+    db: str | os.PathLike[str] | None = None,
+    store: CalibrationStore | None = None,
+    model: RowModel | None = None,
+    calibration_id: int | None = None,
+    fallback: bool = False,
+    exposure_ns: int | None = None,
+    crop_y: int | None = None,
+    binning: int | None = None,
+    allow_invalid: bool = False,
+) -> ExposureWindow:
+    """When was pixel (x, y) (or these rows, or every row) of frame N of a file exposed?
+
+    The file's own keywords give the setting, the exposure, the crop and the binning; the
+    calibration comes from the default calibration store (``$QHYTIME_DB`` or the user data
+    directory, or ``db``/``store``) exactly as ``qhytime rows`` finds it. On a rolling
+    shutter only the row matters: ``y`` is rounded to the nearest image row (pixel centres
+    are integers, 0-based, as numpy and astropy with ``origin=0``); ``x`` is checked to lie in
+    the frame.
+
+    Parameters
+    ----------
+    path : path
+        A FITS or SER file.
+    frame : int
+        0-based frame index in the file.
+    x, y : float, optional
+        A pixel; gives scalar times.
+    rows : array of int, optional
+        Image rows (instead of a pixel); all rows when neither is given.
+    db, store, model, calibration_id, fallback, exposure_ns, crop_y, binning
+        As for :func:`file_timing`. SER files carry no exposure: give ``exposure_ns``.
+    allow_invalid : bool
+        Answer for a frame whose time is flagged (its reasons are returned).
+
+    Returns
+    -------
+    ExposureWindow
+
+    Raises
+    ------
+    QhytimeError
+        A :class:`~qhytime.errors.RowModelError` (pixel outside the frame, no exposure,
+        flagged frame), :class:`~qhytime.errors.CalibrationError` (no calibration),
+        :class:`~qhytime.errors.FrameReadError` (unreadable file).
+
+    Examples
+    --------
+    >>> from qhytime.rowmodel import RowModel
+    >>> m = RowModel.from_us(offset0_us=1974.286, line_period_ns=43194, reference="end")
+    >>> w = exposure_window("tests/data/fits16_000.fits", x=100, y=95, model=m)
+    >>> w.end.isot, w.rows.tolist()
+    ('2025-08-02T01:44:51.986121049', [95])
+    >>> round(w.sigma_s * 1e9, 1)
+    28.9
+    """
+    from qhytime.timebase import unix_ns_to_time
+
+    if (x is None) != (y is None):
+        raise RowModelError("give both x and y for a pixel (or rows)", path=os.fspath(path))
+    if x is not None and rows is not None:
+        raise RowModelError("give a pixel (x, y) or rows, not both", path=os.fspath(path))
+    own_store = None
+    if model is None and store is None:
+        from qhytime.store import CalibrationStore
+
+        own_store = store = CalibrationStore(db)
     try:
-        decoded = decode_reader(reader)
-        if not 0 <= frame < len(decoded):
-            raise RowModelError(
-                f"frame {frame} out of range: the file has {len(decoded)} complete frame(s)",
-                path=reader.path,
-                frame=frame,
-            )
-        rec = decoded.frame(frame)
-        if rec.block is None:
-            raise RowModelError("; ".join(rec.reasons), path=reader.path, frame=frame)
-        if rec.reasons and not allow_invalid:
-            raise RowModelError(
-                "the frame's time cannot be trusted: "
-                + "; ".join(rec.reasons)
-                + " (allow_invalid=True / --allow-invalid to compute it anyway)",
-                path=reader.path,
-                frame=frame,
-            )
-        meta = reader.metadata(frame)
-        exp = exposure_ns if exposure_ns is not None else exposure_ns_from_metadata(meta)
-        if exp is None:
-            raise RowModelError(
-                "no exposure: the file has no QHY_EXP/EXPTIME/EXPOSURE; give --exposure-s",
-                path=reader.path,
-                frame=frame,
-            )
-        # The frame's setting is a fact of the file, whether or not a calibration is looked up.
-        setting = setting_from_reader(reader, frame)
-        lookup: LookupResult | None = None
-        if model is None:
-            if store is None:
-                raise CalibrationError("give a row model or a calibration store", path=reader.path)
-            if calibration_id is not None:
-                lookup = LookupResult(calibration=store.get(calibration_id), exact=True)
-            else:
-                lookup = store.lookup(setting, fallback=fallback)
-            model = lookup.row_model()
-        cy = crop_y if crop_y is not None else setting.roi_y
-        b = binning if binning is not None else setting.binning
-        geometry = FrameGeometry(height=reader.height, crop_y=cy, binning=b, flipped=rec.flipped)
-        ref_ns = rec.stamps[model.reference].unix_ns
-        times = row_times(model, geometry, ref_ns, exp, rows)
-        return FrameRowTimes(rec, times, model, geometry, exp, setting, lookup)
+        with open_frames(path) as reader:
+            ft = file_timing(
+                reader, model=model, store=store, calibration_id=calibration_id,
+                fallback=fallback, exposure_ns=exposure_ns, crop_y=crop_y, binning=binning,
+            )  # fmt: skip
+            if x is not None and y is not None:
+                fx, fy = float(x), float(y)
+                if not (math.isfinite(fx) and math.isfinite(fy)):
+                    raise RowModelError(f"pixel ({x}, {y}) is not finite", path=ft.path, frame=frame)
+                if not (-0.5 <= fx < reader.width - 0.5 and -0.5 <= fy < reader.height - 0.5):
+                    raise RowModelError(
+                        f"pixel ({x}, {y}) is outside the {reader.width}x{reader.height} frame "
+                        "(0-based pixel centres)",
+                        path=ft.path,
+                        frame=frame,
+                    )
+                rows = [math.floor(fy + 0.5)]
+        frt = ft.frame_row_times(frame, rows, allow_invalid=allow_invalid)
     finally:
-        if not isinstance(path, FrameReader):
-            reader.close()
+        if own_store is not None:
+            own_store.close()
+    t = frt.times
+    pick = (lambda a: a[0, 0]) if x is not None else (lambda a: a[0])
+    return ExposureWindow(
+        rows=t.rows,
+        start=unix_ns_to_time(pick(t.start_ns)),
+        mid=unix_ns_to_time(pick(t.mid_ns)),
+        end=unix_ns_to_time(pick(t.end_ns)),
+        start_ns=t.start_ns[0],
+        mid_ns=t.mid_ns[0],
+        end_ns=t.end_ns[0],
+        sigma_ns=t.sigma_ns,
+        status=frt.record.status,
+        reasons=list(frt.record.reasons),
+        calibration=frt.lookup.describe() if frt.lookup is not None else "explicit model",
+    )

@@ -141,6 +141,8 @@ def stamp_fits(
     calibration_id: int | None = None,
     fallback: bool = False,
     exposure_ns: int | None = None,
+    crop_y: int | None = None,
+    binning: int | None = None,
     allow_invalid: bool = False,
 ) -> StampResult:
     """Write the row times of a FITS frame into a new file (or in place when asked).
@@ -179,6 +181,8 @@ def stamp_fits(
             calibration_id=calibration_id,
             fallback=fallback,
             exposure_ns=exposure_ns,
+            crop_y=crop_y,
+            binning=binning,
             allow_invalid=allow_invalid,
         )
     dst = src if in_place else os.fspath(output)  # type: ignore[arg-type]

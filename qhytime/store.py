@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -42,6 +43,10 @@ ENV_VAR = "QHYTIME_DB"
 
 class CalibrationFallbackWarning(UserWarning):
     """A calibration of a neighbouring setting is used (sigma widened)."""
+
+
+class CalibrationPinnedWarning(UserWarning):
+    """A calibration pinned by id belongs to another setting than the frame's."""
 
 
 # Widening of sigma(offset0), in us, for each kind of difference a fallback accepts. The
@@ -175,23 +180,30 @@ def as_url(value: str | os.PathLike[str]) -> str:
 
 @dataclass
 class LookupResult:
-    """A calibration found for a setting.
+    """A calibration found for a setting, and how it was found.
 
     Attributes
     ----------
     calibration : Calibration
-    exact : bool
-        False for a fallback to a neighbouring setting.
+    kind : {"exact", "fallback", "pinned"}
+        ``exact``: the calibration of this very setting; ``fallback``: a neighbouring
+        setting, accepted on request with a widened sigma; ``pinned``: chosen by id by the
+        user, whatever its setting (``differences`` lists where it differs from the frame's).
     differences : list of str
-        The setting fields that differ (fallback only).
+        The setting fields that differ (fallback and pinned).
     extra_offset0_sigma_us : float
         Added in quadrature to sigma(offset0) for a fallback.
     """
 
     calibration: Calibration
-    exact: bool
+    kind: str = "exact"
     differences: list[str] = field(default_factory=list)
     extra_offset0_sigma_us: float = 0.0
+
+    @property
+    def exact(self) -> bool:
+        """True only for the calibration of this very setting, found by lookup."""
+        return self.kind == "exact"
 
     def row_model(self) -> RowModel:
         """The row model, with the fallback's widened sigma."""
@@ -203,13 +215,35 @@ class LookupResult:
 
     def describe(self) -> str:
         c = self.calibration
-        what = (
-            "exact match" if self.exact else f"FALLBACK (differs in {', '.join(self.differences)})"
-        )
+        if self.kind == "exact":
+            what = "exact match"
+        elif self.kind == "pinned":
+            what = "pinned" + (
+                f" (its setting differs in {', '.join(self.differences)})" if self.differences else ""
+            )
+        else:
+            what = f"FALLBACK (differs in {', '.join(self.differences)})"
         return (
             f"calibration #{c.id} ({c.method}, {c.reference} stamp, offset0 {c.offset0_us:.3f} "
             f"+/- {self.offset0_sigma_us:.3f} us, LP {c.line_period_ns:.4f} ns): {what}"
         )
+
+
+def setting_differences(a: Setting, b: Setting) -> list[str]:
+    """Every setting field in which ``a`` and ``b`` differ, with both values.
+
+    Examples
+    --------
+    >>> s = Setting(camera_model="QHY600PRO", readout_mode="Photographic DSO", roi_width=320, roi_height=96)
+    >>> setting_differences(s, Setting(**{**s.to_dict(), "roi_width": 9576, "stream_mode": "live"}))
+    ['roi_width 320 != 9576', 'stream_mode single != live']
+    """
+    out = []
+    for f in dataclasses.fields(Setting):
+        va, vb = getattr(a, f.name), getattr(b, f.name)
+        if va != vb:
+            out.append(f"{f.name} {va} != {vb}")
+    return out
 
 
 def _differences(query: Setting, cand: Any) -> list[str] | None:
@@ -353,6 +387,25 @@ class CalibrationStore:
                 raise CalibrationError(f"no calibration with id {calibration_id} in {self.url}")
             return row.to_calibration()
 
+    def pinned(self, calibration_id: int, setting: Setting | None = None) -> LookupResult:
+        """A calibration chosen by id, for a frame of ``setting``.
+
+        When its setting differs from the frame's, it is still used (the user asked for
+        it), with a :class:`CalibrationPinnedWarning` that lists the differences.
+        """
+        cal = self.get(calibration_id)
+        diffs = [] if setting is None else setting_differences(setting, cal.setting)
+        if diffs:
+            warnings.warn(
+                CalibrationPinnedWarning(
+                    f"calibration #{cal.id} is pinned but was measured for another setting "
+                    f"(frame vs calibration: {'; '.join(diffs)}); its times may be wrong by "
+                    "the difference in offset0 between the two settings"
+                ),
+                stacklevel=2,
+            )
+        return LookupResult(calibration=cal, kind="pinned", differences=diffs)
+
     def list(
         self, *, include_superseded: bool = False, camera_model: str | None = None
     ) -> list[Calibration]:
@@ -414,7 +467,7 @@ class CalibrationStore:
                 if row is not None:
                     cal = row.to_calibration()
                     if _differences(setting, cal.setting) == []:
-                        return LookupResult(calibration=cal, exact=True)
+                        return LookupResult(calibration=cal, kind="exact")
             latest = select(func.max(CalibrationRow.id)).group_by(CalibrationRow.setting_key)
             rows = s.scalars(
                 select(CalibrationRow).where(
@@ -436,7 +489,7 @@ class CalibrationStore:
             scored.sort(key=lambda t: t[:3])
             best = scored[0][4].to_calibration() if scored else None
         if best is not None and not scored[0][3]:
-            return LookupResult(calibration=best, exact=True)
+            return LookupResult(calibration=best, kind="exact")
         if not scored:
             raise CalibrationError(
                 f"no calibration for {setting.key()} (none for this camera model, readout mode, "
@@ -454,7 +507,7 @@ class CalibrationStore:
                 "or measure this setting with `qhytime ledcal --store`"
             )
         result = LookupResult(
-            calibration=cal, exact=False, differences=diffs, extra_offset0_sigma_us=widen
+            calibration=cal, kind="fallback", differences=diffs, extra_offset0_sigma_us=widen
         )
         warnings.warn(
             CalibrationFallbackWarning(

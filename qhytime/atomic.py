@@ -1,0 +1,84 @@
+"""Output files that appear whole or not at all.
+
+Every file qhytime writes for a user (stamped FITS, light-curve CSV, IOD and ADES files,
+exported calibrations, benchmark tables) is written to a temporary name in the same folder,
+flushed to disk, and renamed over the final name in one step (:func:`os.replace`). A full
+disk, an error or a kill leaves the final name untouched (absent, or the old complete file)
+and no temporary file behind (except after a kill, when it carries the ``.qhytime-tmp``
+marker in its name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+TMP_MARK = ".qhytime-tmp"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path``; renamed onto ``path`` when the block succeeds.
+
+    For writers that want a file name (astropy's ``writeto``). The temporary file exists
+    (empty) when the block starts; on an exception it is removed and ``path`` is untouched.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> with atomic_path(d / "out.txt") as tmp:
+    ...     _ = tmp.write_text("whole")
+    >>> (d / "out.txt").read_text(), os.listdir(d)
+    ('whole', ['out.txt'])
+    """
+    final = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=TMP_MARK, dir=final.parent or ".")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(
+    path: str | os.PathLike[str], mode: str = "w", **kw: Any
+) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path`` for writing; rename it onto ``path`` on success.
+
+    Parameters
+    ----------
+    mode : {"w", "wb"}
+    **kw
+        Passed to :func:`open` (``encoding``, ``newline``).
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes new files: mode 'w' or 'wb', not {mode!r}")
+    if mode == "w":
+        kw.setdefault("encoding", "utf-8")
+    with atomic_path(path) as tmp, open(tmp, mode, **kw) as fh:
+        yield fh
+        fh.flush()
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str, **kw: Any) -> None:
+    """Write ``text`` to ``path`` whole or not at all (UTF-8 unless ``encoding`` is given)."""
+    with atomic_open(path, "w", **kw) as fh:
+        fh.write(text)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)

@@ -1,0 +1,285 @@
+"""What every ``qhytime`` command shares: checked option types, the database and model options,
+path expansion, warnings as messages, and the translation of Python errors into CLI words.
+
+Nothing here imports astropy, numpy-heavy modules or SQLAlchemy at import time: ``qhytime
+--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+if TYPE_CHECKING:
+    from qhytime.rowmodel import RowModel
+    from qhytime.store import CalibrationStore
+
+# Python argument names that an API error may mention, and the CLI flag that sets each.
+# The API speaks of its own arguments; the CLI shows its users the flags instead.
+FLAG_FOR_ARGUMENT: dict[str, str] = {
+    "exposure_ns": "--exposure-s",
+    "allow_invalid=True": "--allow-invalid",
+    "allow_invalid": "--allow-invalid",
+    "fallback=True": "--fallback",
+    "fallback": "--fallback",
+    "calibration_id": "--calibration",
+    "crop_y": "--crop-y",
+    "binning": "--binning",
+    "offset0_us": "--offset0-us",
+    "line_period_ns": "--line-period-ns",
+    "model": "--offset0-us/--line-period-ns",
+    "in_place=True": "--in-place",
+}
+_ARG_RE = re.compile(
+    r"(?<![\w-])(" + "|".join(re.escape(k) for k in sorted(FLAG_FOR_ARGUMENT, key=len, reverse=True)) + r")(?![\w])"
+)
+
+
+def cli_words(message: str) -> str:
+    """An API message with Python argument names replaced by the CLI flags that set them.
+
+    Examples
+    --------
+    >>> cli_words("no exposure in the file: give exposure_ns")
+    'no exposure in the file: give --exposure-s'
+    >>> cli_words("flagged (allow_invalid=True to compute it anyway)")
+    'flagged (--allow-invalid to compute it anyway)'
+    """
+    return _ARG_RE.sub(lambda m: FLAG_FOR_ARGUMENT[m.group(1)], message)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``qhytime: message`` (in CLI words) on stderr and exit with ``code``."""
+    click.echo(f"qhytime: {cli_words(message)}", err=True)
+    sys.exit(code)
+
+
+def warn(message: str) -> None:
+    """Print a warning on stderr (in CLI words)."""
+    click.echo(f"qhytime: warning: {cli_words(message)}", err=True)
+
+
+@contextmanager
+def warnings_as_messages() -> Iterator[None]:
+    """Show the warnings raised inside (once each) as ``qhytime: warning:`` lines."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen: set[str] = set()
+            for w in caught:
+                text = str(w.message)
+                if text not in seen:
+                    seen.add(text)
+                    warn(text)
+
+
+# -- checked numbers ----------------------------------------------------------------------------
+
+
+class Number(click.ParamType):
+    """A finite number within bounds (``nan``, ``inf`` and out-of-range values are usage errors).
+
+    Parameters
+    ----------
+    integer : bool
+        Whole numbers only.
+    lo, hi : float, optional
+        Inclusive bounds, unless ``lo_open`` / ``hi_open``.
+    unit : str
+        Shown in messages.
+
+    Examples
+    --------
+    >>> Number(lo=0, lo_open=True).convert("2.5", None, None)
+    2.5
+    """
+
+    def __init__(
+        self,
+        *,
+        integer: bool = False,
+        lo: float | None = None,
+        hi: float | None = None,
+        lo_open: bool = False,
+        hi_open: bool = False,
+        unit: str = "",
+    ) -> None:
+        self.integer = integer
+        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
+        self.unit = unit
+        self.name = "integer" if integer else "number"
+
+    def _range(self) -> str:
+        lo = "" if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        hi = "" if self.hi is None else f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return " and ".join(x for x in (lo, hi) if x) + (f" {self.unit}" if self.unit else "")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            v: float | int = value
+        else:
+            text = str(value).strip()
+            try:
+                v = int(text) if self.integer else float(text)
+            except ValueError:
+                self.fail(f"{value!r} is not {'a whole number' if self.integer else 'a number'}", param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.integer and v != int(v):
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        bad_lo = self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo)
+        bad_hi = self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi)
+        if bad_lo or bad_hi:
+            self.fail(f"{value} is out of range: it must be {self._range()}", param, ctx)
+        return int(v) if self.integer else float(v)
+
+
+FRAME_INDEX = Number(integer=True, lo=0, hi=2**31 - 1)
+OFFSET0_US = Number(lo=-1e8, hi=1e8, unit="us")
+LINE_PERIOD_NS = Number(lo=0, lo_open=True, hi=1e6, unit="ns")
+SIGMA_US = Number(lo=0, hi=1e8, unit="us")
+SIGMA_NS = Number(lo=0, hi=1e6, unit="ns")
+EXPOSURE_S = Number(lo=0, lo_open=True, hi=86_400, unit="s")
+CROP_Y = Number(integer=True, lo=0, hi=1_000_000)
+BINNING = Number(integer=True, lo=1, hi=64)
+CAL_ID = Number(integer=True, lo=1, hi=2**63 - 1)
+
+
+# -- database --------------------------------------------------------------------------------
+
+
+def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--db`` / ``$QHYTIME_DB``: the calibration database (path or SQLAlchemy URL)."""
+    return click.option(
+        "--db",
+        "db",
+        default=None,
+        envvar="QHYTIME_DB",
+        show_envvar=True,
+        help="Database: a SQLite file or a SQLAlchemy URL "
+        "(default: qhytime.sqlite in the user data directory).",
+    )(f)
+
+
+def open_store(db: str | None, **kw: Any) -> CalibrationStore:
+    """Open the calibration store (errors are :class:`~qhytime.errors.QhytimeError`)."""
+    from qhytime.store import CalibrationStore
+
+    return CalibrationStore(db, **kw)
+
+
+# -- the explicit row model and frame options shared by rows, stamp, lightcurve, streak ------
+
+
+def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options that choose the timing of a frame: a calibration (looked up, pinned, fallback)
+    or an explicit model, the exposure, the crop and the binning.
+
+    The command receives ``calibration_id, offset0_us, line_period_ns, readout, reference,
+    exposure_s, crop_y, binning, fallback``; :func:`explicit_model` turns the model ones into
+    a :class:`~qhytime.rowmodel.RowModel` (or None).
+    """
+    opts = [
+        click.option("--calibration", "calibration_id", type=CAL_ID, default=None,
+                     help="Pin a calibration by id (warned when its setting differs)."),
+        click.option("--offset0-us", type=OFFSET0_US, default=None,
+                     help="Explicit offset0 (us) instead of a calibration."),
+        click.option("--line-period-ns", type=LINE_PERIOD_NS, default=None,
+                     help="Explicit line period (ns)."),
+        click.option("--readout", type=click.Choice(["pairs", "2cms"]), default=None,
+                     help="Explicit model: rows read in pairs (default) or one at a time."),
+        click.option("--reference", type=click.Choice(["start", "end", "now"]), default=None,
+                     help="Explicit model: the stamp offset0 is measured from (default end)."),
+        click.option("--exposure-s", type=EXPOSURE_S, default=None,
+                     help="Exposure; default the file's QHY_EXP, else EXPTIME/EXPOSURE."),
+        click.option("--crop-y", type=CROP_Y, default=None,
+                     help="Sensor row (unbinned) of the image's first row (default CROPOFFY, else 0)."),
+        click.option("--binning", type=BINNING, default=None,
+                     help="Binning (default XBINNING, else 1)."),
+        click.option("--fallback", is_flag=True,
+                     help="Allow a warned fallback calibration of a neighbouring setting."),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def explicit_model(
+    offset0_us: float | None,
+    line_period_ns: float | None,
+    readout: str | None,
+    reference: str | None,
+    calibration_id: int | None = None,
+) -> RowModel | None:
+    """The explicit :class:`~qhytime.rowmodel.RowModel` the options give, or None.
+
+    Raises
+    ------
+    click.UsageError
+        When only half of the model is given, or it is combined with ``--calibration``.
+    """
+    from qhytime.rowmodel import RowModel
+
+    given = [offset0_us is not None, line_period_ns is not None]
+    if any(given) and not all(given):
+        raise click.UsageError("--offset0-us and --line-period-ns go together")
+    if not any(given):
+        if readout or reference:
+            raise click.UsageError(
+                "--readout/--reference describe an explicit model: add --offset0-us and "
+                "--line-period-ns (a calibration carries its own)"
+            )
+        return None
+    if calibration_id is not None:
+        raise click.UsageError("--calibration and an explicit model exclude each other")
+    return RowModel.from_us(
+        offset0_us=float(offset0_us),  # type: ignore[arg-type]
+        line_period_ns=float(line_period_ns),  # type: ignore[arg-type]
+        readout=readout or "pairs",  # type: ignore[arg-type]
+        reference=reference or "end",  # type: ignore[arg-type]
+    )
+
+
+def exposure_ns(exposure_s: float | None) -> int | None:
+    """Seconds (checked by :data:`EXPOSURE_S`) to integer ns."""
+    return None if exposure_s is None else round(exposure_s * 1e9)
+
+
+# -- files --------------------------------------------------------------------------------------
+
+FRAME_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz", ".ser")
+
+
+def expand_paths(paths: Iterable[str]) -> list[str]:
+    """Files as given, folders replaced by their FITS/SER files in name order (not recursive).
+
+    A folder with no such file is kept as given, so that the command reports it.
+
+    Examples
+    --------
+    >>> expand_paths(["a.fits", "b.ser"])
+    ['a.fits', 'b.ser']
+    """
+    out: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = sorted(
+                str(c)
+                for c in Path(p).iterdir()
+                if c.is_file() and c.name.lower().endswith(FRAME_SUFFIXES)
+            )
+            out.extend(found or [p])
+        else:
+            out.append(p)
+    return out

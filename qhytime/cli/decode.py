@@ -1,0 +1,89 @@
+"""``qhytime decode``: the GPS block of every frame, with exact UTC times and a status."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+
+import click
+
+from qhytime.cli._common import expand_paths
+
+
+def _emit_table(records: Iterable[object]) -> Counter[str]:
+    from qhytime.decode import DecodedFrame
+
+    counts: Counter[str] = Counter()
+    header = (
+        f"{'file':<28} {'frame':>5} {'sequence':>9} {'status':<7} {'start (UTC)':<29} "
+        f"{'end (UTC)':<29} {'now (UTC)':<29} {'pps':>9} {'nom-meas end':>13}"
+    )
+    click.echo(header)
+    for rec in records:
+        assert isinstance(rec, DecodedFrame)
+        counts[rec.status] += 1
+        name = rec.file if len(rec.file) <= 28 else "…" + rec.file[-27:]
+        frame = "-" if rec.frame is None else str(rec.frame)
+        if rec.block is not None:
+            b = rec.block
+            diff = rec.nominal_difference_ns["end"] / 1000
+            line = (
+                f"{name:<28} {frame:>5} {b.sequence:>9} {rec.status:<7} "
+                f"{rec.stamps['start'].utc:<29} {rec.stamps['end'].utc:<29} "
+                f"{rec.stamps['now'].utc:<29} {b.pps_count:>9} {diff:>+10.3f} us"
+            )
+        else:
+            line = f"{name:<28} {frame:>5} {'-':>9} {rec.status:<7}"
+        click.echo(line)
+        for reason in rec.reasons:
+            click.echo(f"{'':<28} {'':>5} {'':>9} ! {reason}")
+    return counts
+
+
+def summary_line(counts: Counter[str]) -> str:
+    """``N frames: A ok, B invalid, C error`` (errors count files or file tails not read).
+
+    Examples
+    --------
+    >>> summary_line(Counter(ok=3, invalid=1))
+    '4 frames: 3 ok, 1 invalid, 0 error'
+    """
+    total = sum(counts.values())
+    return (
+        f"{total} frame{'s' if total != 1 else ''}: {counts['ok']} ok, "
+        f"{counts['invalid']} invalid, {counts['error']} error"
+    )
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per frame per line.")
+@click.option(
+    "--nominal-clock",
+    is_flag=True,
+    help="Scale ticks by exactly 100 ns instead of the measured pps count.",
+)
+def decode(paths: tuple[str, ...], as_json: bool, nominal_clock: bool) -> None:
+    """Decode the GPS block of every frame of FITS/SER files, with exact UTC times.
+
+    PATHS are files or folders (a folder stands for its FITS/SER files in name order).
+    Each frame gets a status: ok, invalid (with the reasons its time cannot be trusted)
+    or error (the file, or part of it, could not be read). The table ends with a summary
+    line. Exit code 1 when some file could not be read.
+    """
+    from qhytime.api import decode_paths
+
+    records = decode_paths(expand_paths(paths), nominal_clock=nominal_clock)
+    if as_json:
+        counts: Counter[str] = Counter()
+        for rec in records:
+            counts[rec.status] += 1
+            click.echo(json.dumps(rec.to_dict()))
+    else:
+        counts = _emit_table(records)
+        click.echo(summary_line(counts))
+    raise SystemExit(0 if counts["error"] == 0 else 1)
+
+
+COMMANDS = [decode]

@@ -1,0 +1,117 @@
+"""``qhytime rows``: start, middle and end of every row of one frame."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import click
+
+from qhytime.cli._common import (
+    FRAME_INDEX,
+    db_option,
+    explicit_model,
+    exposure_ns,
+    model_options,
+    open_store,
+    warn,
+    warnings_as_messages,
+)
+
+
+def parse_rows(spec: str | None, height: int) -> list[int] | None:
+    """``A:B`` (end excluded, either side optional) or ``r1,r2,...`` into image rows.
+
+    Raises
+    ------
+    click.BadParameter
+        For text that is neither, an empty range, or rows outside ``0..height-1``.
+
+    Examples
+    --------
+    >>> parse_rows("2:5", 10), parse_rows("0,9", 10), parse_rows(":2", 10)
+    ([2, 3, 4], [0, 9], [0, 1])
+    """
+    if spec is None:
+        return None
+    try:
+        if ":" in spec:
+            a, b = spec.split(":", 1)
+            lo = int(a) if a.strip() else 0
+            hi = int(b) if b.strip() else height
+            rows = list(range(lo, hi))
+            if not rows:
+                raise click.BadParameter(
+                    f"{spec!r} is an empty range (A:B needs A < B)", param_hint="--rows"
+                )
+        else:
+            rows = [int(x) for x in spec.split(",")]
+    except ValueError:
+        raise click.BadParameter(
+            f"{spec!r} is not A:B or a list of rows", param_hint="--rows"
+        ) from None
+    bad = [r for r in rows if not 0 <= r < height]
+    if bad:
+        raise click.BadParameter(
+            f"row {bad[0]} is outside the frame's rows 0..{height - 1}", param_hint="--rows"
+        )
+    return rows
+
+
+@click.command()
+@click.argument("path", type=click.Path())
+@click.option("--frame", type=FRAME_INDEX, default=0, show_default=True,
+              help="0-based frame index in the file.")  # fmt: skip
+@model_options
+@click.option("--rows", "rows_spec", default=None, help="Rows A:B (end excluded) or a list 1,5,9.")
+@click.option(
+    "--allow-invalid", is_flag=True, help="Compute times for a frame whose time is flagged."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row per line.")
+@db_option
+def rows(
+    path: str, frame: int, calibration_id: int | None, offset0_us: float | None,
+    line_period_ns: float | None, readout: str | None, reference: str | None,
+    exposure_s: float | None, crop_y: int | None, binning: int | None, fallback: bool,
+    rows_spec: str | None, allow_invalid: bool, as_json: bool, db: str | None,
+) -> None:  # fmt: skip
+    """Start, middle and end of every row of one frame, with a 1-sigma per row.
+
+    The calibration is looked up by the file's setting (INSTRUME, READOUTM, crop, binning,
+    bit depth, ...), pinned with --calibration, or given explicitly with --offset0-us and
+    --line-period-ns.
+    """
+    from qhytime.api import file_timing, open_frames
+
+    model = explicit_model(offset0_us, line_period_ns, readout, reference, calibration_id)
+    with (
+        open_frames(path) as reader,
+        contextlib.nullcontext() if model is not None else open_store(db) as store,
+    ):
+        row_list = parse_rows(rows_spec, reader.height)
+        with warnings_as_messages():
+            ft = file_timing(
+                reader, model=model, store=store, calibration_id=calibration_id,
+                fallback=fallback, exposure_ns=exposure_ns(exposure_s), crop_y=crop_y,
+                binning=binning,
+            )  # fmt: skip
+        frt = ft.frame_row_times(frame, row_list, allow_invalid=allow_invalid)
+    if frt.record.reasons:
+        warn("frame flagged: " + "; ".join(frt.record.reasons))
+    if frt.lookup is not None:
+        click.echo(f"qhytime: {frt.lookup.describe()}", err=True)
+    recs = frt.times.records(0)
+    if as_json:
+        for r in recs:
+            click.echo(json.dumps(r))
+        return
+    click.echo(
+        f"{'row':>6}  {'start (UTC)':<29}  {'mid (UTC)':<29}  {'end (UTC)':<29}  {'sigma':>10}"
+    )
+    for r in recs:
+        click.echo(
+            f"{r['row']:>6}  {r['start']:<29}  {r['mid']:<29}  {r['end']:<29}  {r['sigma_ns']:>7.1f} ns"
+        )
+
+
+COMMANDS = [rows]

@@ -1,0 +1,84 @@
+"""``qhytime stamp``: row times into FITS headers and a ROWTIMES table."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import click
+
+from qhytime.cli._common import (
+    db_option,
+    expand_paths,
+    explicit_model,
+    exposure_ns,
+    model_options,
+    open_store,
+    warnings_as_messages,
+)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write stamped copies here (default: NAME.stamped.fits beside each file).",
+)
+@click.option("--in-place", is_flag=True, help="Modify the files themselves (pixels untouched).")
+@model_options
+@click.option(
+    "--allow-invalid", is_flag=True, help="Stamp frames whose time is flagged (QT_STAT says so)."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@db_option
+def stamp(
+    paths: tuple[str, ...], out_dir: str | None, in_place: bool, calibration_id: int | None,
+    offset0_us: float | None, line_period_ns: float | None, readout: str | None,
+    reference: str | None, exposure_s: float | None, crop_y: int | None, binning: int | None,
+    fallback: bool, allow_invalid: bool, quiet: bool, db: str | None,
+) -> None:  # fmt: skip
+    """Write row times into FITS headers and a ROWTIMES table (N.I.N.A./Siril keywords).
+
+    PATHS are FITS files or folders of them. Each file gets a status line; the batch goes
+    on past a file that fails, and the exit code is 1 when any failed.
+    """
+    from tqdm import tqdm
+
+    from qhytime.api import stamp_files
+
+    if in_place and out_dir:
+        raise click.UsageError("--in-place and --out exclude each other")
+    files = expand_paths(paths)
+    if out_dir is not None:
+        out = Path(out_dir).resolve()
+        clash = [f for f in files if Path(f).resolve().parent == out]
+        if clash:
+            raise click.UsageError(
+                f"--out {out_dir} is the folder of {clash[0]}: the stamped copy would replace "
+                "its source. Choose another folder (or --in-place to modify the files)"
+            )
+    model = explicit_model(offset0_us, line_period_ns, readout, reference, calibration_id)
+    all_ok = True
+    with (
+        contextlib.nullcontext() if model is not None else open_store(db) as store,
+        warnings_as_messages(),
+    ):
+        results = stamp_files(
+            files, out_dir, in_place=in_place, model=model, store=store,
+            calibration_id=calibration_id, fallback=fallback, allow_invalid=allow_invalid,
+            exposure_ns=exposure_ns(exposure_s), crop_y=crop_y, binning=binning,
+        )  # fmt: skip
+        for res in tqdm(results, total=len(files), unit="file", disable=quiet, file=sys.stderr):
+            if res.status == "error":
+                all_ok = False
+                tqdm.write(f"error  {res.source}: {res.message}", file=sys.stderr)
+            else:
+                tqdm.write(f"{res.status:<6} {res.source} -> {res.output}  [{res.message}]")
+    sys.exit(0 if all_ok else 1)
+
+
+COMMANDS = [stamp]
