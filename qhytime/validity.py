@@ -60,6 +60,25 @@ REASON_CODES = (
 )
 """Every reason code, in the order reasons are listed for a frame."""
 
+SEQUENCE_CONTEXT_CODES: frozenset[str] = frozenset({"sequence_gap"})
+"""Codes that describe the frame's neighbours, not its own block: a gap says frames are
+missing before this one, not that this frame's time is wrong. Jobs that time frames one by
+one (light curves, the index) may keep such a frame's time and report the gap."""
+
+
+def own_time_trusted(reasons: list[str]) -> bool:
+    """True when every reason is about the frame's neighbours (see
+    :data:`SEQUENCE_CONTEXT_CODES`), so the frame's own time can be used.
+
+    Examples
+    --------
+    >>> own_time_trusted([]), own_time_trusted(["sequence_gap: 1 frame(s) missing ..."])
+    (True, True)
+    >>> own_time_trusted(["receiver_state: ..."])
+    False
+    """
+    return all(reason_code(r) in SEQUENCE_CONTEXT_CODES for r in reasons)
+
 _SEQ_MOD = 1 << 32
 
 
