@@ -85,6 +85,11 @@ class CalibrationError(_FieldError, LookupError):
     """No usable calibration for a setting, or a calibration record is inconsistent."""
 
 
+class StoreError(_FieldError, OSError):
+    """The database cannot be opened, read or written (not a qhytime database, written by a
+    newer qhytime, read-only, missing driver, ...). ``path`` is the database file or URL."""
+
+
 class RowModelError(_FieldError, ValueError):
     """Row-timing inputs are inconsistent (row out of range, missing exposure, ...)."""
 

@@ -1,31 +1,56 @@
-"""The calibration store: SQLite by default (any SQLAlchemy URL), append-only history.
+"""The calibration store: SQLite by default, PostgreSQL for shared sites; append-only history.
 
 - Opens the database at ``--db`` / ``$QHYTIME_DB`` / the user's data directory
-  (:func:`default_database_url`), runs the alembic migrations, and on a new database loads
-  the shipped calibrations (``calibrations/*.toml``).
+  (:func:`default_database_url`): a SQLite file path, or a SQLAlchemy URL
+  (``postgresql://`` is taken as ``postgresql+psycopg://``, the ``postgres`` extra). A new
+  database is created (only the default data folder is created on its own), migrated by
+  alembic and loaded with the shipped calibrations (``calibrations/*.toml``).
+- Opening checks what it opens: a file that is not a qhytime database, a database written
+  by a newer qhytime, a missing driver or an unknown URL scheme is a :class:`StoreError`
+  that says what to do. A read-only database (file or folder not writable) is opened
+  read-only: every query works, every write is refused with a message.
 - A calibration is never updated or deleted: :meth:`CalibrationStore.add` inserts a new
-  row that supersedes the current one of the same setting; every old one can still be
+  row that supersedes the current one of the same setting; :meth:`CalibrationStore.retract`
+  withdraws one (it stays in the history, marked; lookups skip it). Every one can still be
   listed and pinned by id.
 - :meth:`CalibrationStore.lookup` matches a setting exactly; a fallback to a neighbouring
   setting is used only when asked for, is warned about, and widens sigma(offset0).
-- SQLite runs in WAL mode with a busy timeout; writes take the database lock up front
-  (``BEGIN IMMEDIATE``), so concurrent writers from several processes queue, none lost.
+- SQLite runs in WAL mode with a busy timeout set before anything else; a new database is
+  created under a lock, so processes racing to create it queue; writes take the database
+  lock up front (``BEGIN IMMEDIATE``), so concurrent writers queue, none lost. On
+  PostgreSQL, migrations and the supersede step take advisory locks for the same effect.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
+import sqlite3
+import time
 import warnings
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
-from sqlalchemy import Engine, ForeignKey, String, Text, create_engine, event, func, select
+from sqlalchemy import (
+    Engine,
+    ForeignKey,
+    String,
+    Text,
+    create_engine,
+    event,
+    exc,
+    func,
+    inspect,
+    select,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from qhytime.calibration import (
@@ -35,10 +60,14 @@ from qhytime.calibration import (
     load_toml,
     shipped_calibration_files,
 )
-from qhytime.errors import CalibrationError
+from qhytime.errors import CalibrationError, StoreError
 from qhytime.rowmodel import RowModel
 
 ENV_VAR = "QHYTIME_DB"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_S = 60.0
+_PG_MIGRATION_LOCK = 0x71687974  # "qhyt": one advisory lock id for schema changes
+_T = TypeVar("_T")
 
 
 class CalibrationFallbackWarning(UserWarning):
@@ -138,7 +167,7 @@ class CalibrationRow(Base):
             **kw,
         )
 
-    def to_calibration(self) -> Calibration:
+    def to_calibration(self, retraction: RetractionRow | None = None) -> Calibration:
         setting = Setting(**{f: getattr(self, f) for f in self._SETTING_FIELDS})
         values = {f: getattr(self, f) for f in self._VALUE_FIELDS}
         return Calibration(
@@ -147,8 +176,29 @@ class CalibrationRow(Base):
             id=self.id,
             supersedes=self.supersedes,
             created_at=self.created_at,
+            retracted_at=None if retraction is None else retraction.retracted_at,
+            retraction_reason=None if retraction is None else retraction.reason,
             **values,
         )
+
+
+class RetractionRow(Base):
+    """A withdrawn calibration (one row each, never updated or deleted)."""
+
+    __tablename__ = "retractions"
+
+    calibration_id: Mapped[int] = mapped_column(ForeignKey("calibrations.id"), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    retracted_at: Mapped[str]
+
+
+class MetaRow(Base):
+    """Facts about the database (``written_by``: the qhytime that last upgraded it)."""
+
+    __tablename__ = "qhytime_meta"
+
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 def default_database_url() -> str:
@@ -171,11 +221,42 @@ def default_database_url() -> str:
 
 
 def as_url(value: str | os.PathLike[str]) -> str:
-    """A SQLAlchemy URL for a URL or a file path."""
-    text = os.fspath(value)
+    """A SQLAlchemy URL for a URL or a file path.
+
+    ``postgresql://`` and ``postgres://`` become ``postgresql+psycopg://`` (psycopg 3, the
+    ``postgres`` extra).
+
+    Raises
+    ------
+    StoreError
+        For an empty value.
+
+    Examples
+    --------
+    >>> as_url("postgresql://user@host/qhytime")
+    'postgresql+psycopg://user@host/qhytime'
+    >>> as_url("/data/qhytime.sqlite")
+    'sqlite:////data/qhytime.sqlite'
+    """
+    text = os.fspath(value).strip()
+    if not text:
+        raise StoreError(
+            "empty database path: give a SQLite file path or a SQLAlchemy URL (--db / QHYTIME_DB)"
+        )
     if "://" in text:
+        scheme, rest = text.split("://", 1)
+        if scheme in ("postgresql", "postgres"):
+            return f"postgresql+psycopg://{rest}"
         return text
     return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if path in ("", ":memory:") else path
 
 
 @dataclass
@@ -269,6 +350,27 @@ def _differences(query: Setting, cand: Any) -> list[str] | None:
     return diffs
 
 
+def _db_errors(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Turn database failures inside a store method into a :class:`StoreError`."""
+
+    @functools.wraps(method)
+    def wrapper(self: CalibrationStore, *args: Any, **kw: Any) -> _T:
+        try:
+            return method(self, *args, **kw)
+        except exc.SQLAlchemyError as err:
+            raise self._store_error(err) from err
+
+    return wrapper
+
+
+@dataclass
+class ImportResult:
+    """What :meth:`CalibrationStore.import_toml` did: records added, and records already present."""
+
+    added: list[Calibration]
+    already_present: list[Calibration]
+
+
 class CalibrationStore:
     """Calibrations per camera setting, kept forever.
 
@@ -278,6 +380,18 @@ class CalibrationStore:
         A SQLAlchemy URL or a SQLite file path; by default :func:`default_database_url`.
     load_shipped : bool
         Load the shipped calibrations into a new, empty database.
+
+    Attributes
+    ----------
+    url : str
+    readonly : bool
+        True when the database could not be written (file or folder permissions, read-only
+        file system): queries work, writes raise :class:`StoreError`.
+
+    Raises
+    ------
+    StoreError
+        The database cannot be opened as a qhytime database (see the module's notes).
 
     Examples
     --------
@@ -289,6 +403,9 @@ class CalibrationStore:
     >>> new = store.add(old.replace(offset0_us=1980.0, offset0_sigma_us=0.1, method="LED fit"))
     >>> new.supersedes == old.id, store.lookup(old.setting).calibration.id == new.id
     (True, True)
+    >>> _ = store.retract(new.id, "LED cable was loose")
+    >>> store.lookup(old.setting).calibration.id == old.id   # the retracted one is skipped
+    True
     >>> [c.id for c in store.history(old.setting)] == [old.id, new.id]
     True
     >>> store.close()
@@ -297,29 +414,194 @@ class CalibrationStore:
     def __init__(
         self, url: str | os.PathLike[str] | None = None, *, load_shipped: bool = True
     ) -> None:
+        explicit = url is not None or bool(os.environ.get(ENV_VAR))
         self.url = as_url(url) if url is not None else default_database_url()
-        if self.url.startswith("sqlite:///") and not self.url.startswith("sqlite:///:memory:"):
-            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = _make_engine(self.url)
+        self.readonly = False
+        self._path = sqlite_file(self.url)
+        if self._path is not None:
+            self._check_sqlite_file(create_folder=not explicit)
+        self.engine = self._make_engine()
         self._writer = self.engine.execution_options(sqlite_immediate=True)
-        self._migrate_and_seed(load_shipped)
+        try:
+            self._open(load_shipped)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
-    # -- lifecycle -----------------------------------------------------------------------
-    def _migrate_and_seed(self, load_shipped: bool) -> None:
-        with self._writer.begin() as conn:
-            run_migrations(conn)
-            if load_shipped:
-                with Session(bind=conn) as s:
-                    if s.scalar(select(func.count(CalibrationRow.id))) == 0:
-                        now = _now()
-                        for path in shipped_calibration_files():
-                            for cal in load_toml(path):
-                                s.add(
-                                    CalibrationRow.from_calibration(
-                                        cal, source=f"shipped:{path.name}", created_at=now
+    # -- opening -------------------------------------------------------------------------
+    @property
+    def where(self) -> str:
+        """The database file, or the URL without its password."""
+        if self._path is not None:
+            return self._path
+        try:
+            from sqlalchemy.engine import make_url
+
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:  # pragma: no cover - an unparsable URL never gets this far
+            return self.url
+
+    def _error(self, reason: str) -> StoreError:
+        return StoreError(reason, path=self.where)
+
+    def _store_error(self, err: BaseException) -> StoreError:
+        text = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        low = text.lower()
+        if "file is not a database" in low or "not a database" in low:
+            return self._error(
+                "not a qhytime database (the file is not an SQLite database): give another --db"
+            )
+        if "readonly" in low or "read-only" in low:
+            return self._error(
+                f"the database cannot be written ({text}): it can be listed and queried, not "
+                "changed; fix the permissions or use a writable copy"
+            )
+        if "locked" in low:
+            return self._error(
+                f"the database stayed locked for {BUSY_TIMEOUT_S:.0f} s (another process is "
+                "writing it): try again"
+            )
+        if "unable to open" in low:
+            return self._error(f"cannot open the database ({text}): check the path and permissions")
+        return self._error(f"database error: {text}")
+
+    def _check_sqlite_file(self, *, create_folder: bool) -> None:
+        path = Path(self._path)  # type: ignore[arg-type]
+        if path.is_dir():
+            raise self._error(
+                "is a folder, not a database file: give a file path such as "
+                f"{path / 'qhytime.sqlite'}"
+            )
+        folder = path.parent
+        if not folder.exists():
+            if not create_folder:
+                raise self._error(
+                    f"the folder {folder} does not exist: create it first (only the default "
+                    "data folder is created on its own)"
+                )
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise self._error(f"cannot create the data folder {folder}: {err.strerror}") from err
+        if path.exists():
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(len(SQLITE_MAGIC))
+            except OSError as err:
+                raise self._error(f"cannot read the database: {err.strerror}") from err
+            if head and head != SQLITE_MAGIC:
+                raise self._error(
+                    "not a qhytime database: the file is not an SQLite database (it starts with "
+                    f"{head[:8]!r}); give another --db"
+                )
+            self.readonly = not (os.access(path, os.W_OK) and os.access(folder, os.W_OK))
+        elif not os.access(folder, os.W_OK):
+            raise self._error(f"cannot create the database: the folder {folder} is not writable")
+
+    def _make_engine(self) -> Engine:
+        try:
+            if self._path is not None:
+                return _sqlite_engine(self._path, readonly=self.readonly)
+            engine = create_engine(self.url, pool_pre_ping=True)
+        except exc.NoSuchModuleError as err:
+            scheme = self.url.split("://", 1)[0]
+            raise self._error(
+                f"unknown database URL scheme {scheme!r}: give a SQLite file path, a sqlite:/// "
+                "URL or a postgresql:// URL"
+            ) from err
+        except ImportError as err:
+            raise self._error(
+                f"the database driver is not installed ({err.name or err}): for PostgreSQL, "
+                "pip install 'qhytime[postgres]' (psycopg 3)"
+            ) from err
+        except exc.ArgumentError as err:
+            raise self._error(f"not a database URL: {err}") from err
+        if engine.dialect.name == "sqlite":  # sqlite:///:memory: and the like
+            _sqlite_events(engine, readonly=False)
+        return engine
+
+    def _schema_state(self) -> tuple[str, str | None]:
+        """("new" | "current" | "old" | "newer" | "foreign", revision)."""
+        try:
+            with self.engine.connect() as conn:
+                tables = set(inspect(conn).get_table_names())
+                if not tables:
+                    return "new", None
+                if "alembic_version" not in tables:
+                    return "foreign", ", ".join(sorted(tables)[:6])
+                rev = _revision(conn)
+                if rev is None:
+                    return "new", None
+                written_by = None
+                if "qhytime_meta" in tables:
+                    row = conn.execute(
+                        select(MetaRow.value).where(MetaRow.key == "written_by")
+                    ).first()
+                    written_by = None if row is None else row[0]
+        except exc.OperationalError as err:
+            # e.g. refused connection, missing database on a server
+            raise self._store_error(err) from err
+        except exc.DatabaseError as err:
+            raise self._store_error(err) from err
+        known = known_revisions()
+        if rev not in known:
+            return "newer", f"{rev}|{written_by or ''}"
+        return ("current" if rev == head_revision() else "old"), rev
+
+    def _open(self, load_shipped: bool) -> None:
+        state, info = self._schema_state()
+        if state == "foreign":
+            raise self._error(
+                f"not a qhytime database (it holds the tables {info} and no qhytime schema): "
+                "give another --db"
+            )
+        if state == "newer":
+            rev, _, by = (info or "").partition("|")
+            from qhytime import __version__
+
+            raise self._error(
+                f"written by a newer qhytime{f' ({by})' if by else ''}: its schema revision "
+                f"{rev} is unknown to qhytime {__version__}, which knows up to "
+                f"{head_revision()}. Upgrade qhytime (pip install -U qhytime) to use it"
+            )
+        if state == "current":
+            return
+        if self.readonly:
+            what = "is empty" if state == "new" else f"has the old schema revision {info}"
+            raise self._error(
+                f"the database is read-only and {what}: open it once with write access so "
+                f"qhytime can {'create' if state == 'new' else 'upgrade'} it"
+            )
+        self._setup(load_shipped)
+
+    def _setup(self, load_shipped: bool) -> None:
+        """Create or upgrade the schema (and seed a new database), one process at a time."""
+        from qhytime import __version__
+
+        with _creation_lock(self._path):
+            try:
+                if self._path is not None:
+                    _enable_wal(self.engine)
+                with self._writer.begin() as conn:
+                    if self.engine.dialect.name == "postgresql":
+                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+                    before = _revision(conn)
+                    run_migrations(conn)
+                    with Session(bind=conn) as s:
+                        if before != head_revision():
+                            s.merge(MetaRow(key="written_by", value=f"qhytime {__version__}"))
+                        if load_shipped and s.scalar(select(func.count(CalibrationRow.id))) == 0:
+                            now = _now()
+                            for path in shipped_calibration_files():
+                                for cal in load_toml(path):
+                                    s.add(
+                                        CalibrationRow.from_calibration(
+                                            cal, source=f"shipped:{path.name}", created_at=now
+                                        )
                                     )
-                                )
                         s.flush()
+            except exc.SQLAlchemyError as err:
+                raise self._store_error(err) from err
 
     def close(self) -> None:
         self.engine.dispose()
@@ -327,22 +609,51 @@ class CalibrationStore:
     def __enter__(self) -> CalibrationStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
+        if write and self.readonly:
+            raise self._error(
+                "the database is read-only (the file or its folder is not writable): it can be "
+                "listed and queried, not changed. Fix the permissions, or give a writable --db"
+            )
         with Session(self._writer if write else self.engine) as s, s.begin():
             yield s
 
+    @_db_errors
     def schema_revision(self) -> str | None:
         """The alembic revision of the database."""
-        from alembic.runtime.migration import MigrationContext
-
         with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            return _revision(conn)
 
     # -- writing ---------------------------------------------------------------------------
+    def _lock_setting(self, s: Session, key: str) -> None:
+        """Serialise writers of one setting (SQLite: BEGIN IMMEDIATE already does)."""
+        if self.engine.dialect.name == "postgresql":
+            s.execute(
+                select(func.pg_advisory_xact_lock(zlib.crc32(key.encode()) & 0x7FFFFFFF))
+            )
+
+    def _current_id(self, s: Session, key: str) -> int | None:
+        retracted = select(RetractionRow.calibration_id)
+        return s.scalar(
+            select(func.max(CalibrationRow.id)).where(
+                CalibrationRow.setting_key == key, CalibrationRow.id.not_in(retracted)
+            )
+        )
+
+    def _insert(self, s: Session, cal: Calibration, source: str) -> CalibrationRow:
+        key = cal.setting.key()
+        self._lock_setting(s, key)
+        row = CalibrationRow.from_calibration(cal, source=source, created_at=_now())
+        row.supersedes = self._current_id(s, key)
+        s.add(row)
+        s.flush()
+        return row
+
+    @_db_errors
     def add(self, calibration: Calibration, *, source: str = "user") -> Calibration:
         """Store a calibration; it supersedes the current one of its setting.
 
@@ -350,48 +661,112 @@ class CalibrationStore:
         -------
         Calibration
             As stored, with ``id``, ``supersedes`` and ``created_at``.
-        """
-        key = calibration.setting.key()
-        with self._session(write=True) as s:
-            current = s.scalar(
-                select(func.max(CalibrationRow.id)).where(CalibrationRow.setting_key == key)
-            )
-            row = CalibrationRow.from_calibration(calibration, source=source, created_at=_now())
-            row.supersedes = current
-            s.add(row)
-            s.flush()
-            return row.to_calibration()
 
-    def import_toml(self, path: str | os.PathLike[str]) -> list[Calibration]:
-        """Add every calibration of a TOML file (each supersedes its setting's current one)."""
+        Raises
+        ------
+        StoreError
+            When the database is read-only.
+        """
+        with self._session(write=True) as s:
+            return self._insert(s, calibration, source).to_calibration()
+
+    @_db_errors
+    def import_toml(self, path: str | os.PathLike[str]) -> ImportResult:
+        """Add every calibration of a TOML file, all or none, skipping those already present.
+
+        Every record is checked before anything is written; the new ones are added in one
+        transaction (each supersedes its setting's current one). A record equal to one
+        already stored (same setting and values, see :meth:`Calibration.values`) is not
+        added again, so importing a file twice adds nothing the second time.
+
+        Raises
+        ------
+        CalibrationError
+            Naming the file and the record that is wrong (nothing is written).
+        """
         cals = load_toml(path)
-        return [
-            self.add(c.replace(id=None, supersedes=None), source=f"import:{Path(path).name}")
-            for c in cals
-        ]
+        added: list[Calibration] = []
+        present: list[Calibration] = []
+        source = f"import:{Path(path).name}"
+        with self._session(write=True) as s:
+            for c in cals:
+                fresh = c.replace(
+                    id=None, supersedes=None, created_at=None, retracted_at=None,
+                    retraction_reason=None,
+                )  # fmt: skip
+                same = [
+                    r for r in s.scalars(
+                        select(CalibrationRow).where(CalibrationRow.setting_key == fresh.setting.key())
+                    )
+                    if r.to_calibration().values() == fresh.values()
+                ]  # fmt: skip
+                if same:
+                    present.append(same[0].to_calibration(s.get(RetractionRow, same[0].id)))
+                else:
+                    added.append(self._insert(s, fresh, source).to_calibration())
+        return ImportResult(added=added, already_present=present)
+
+    @_db_errors
+    def retract(self, calibration_id: int, reason: str) -> Calibration:
+        """Withdraw a calibration: it stays in the history, marked; lookups skip it.
+
+        The setting's current calibration becomes the newest one not retracted.
+
+        Raises
+        ------
+        CalibrationError
+            No such id, already retracted, or an empty reason.
+        """
+        if not isinstance(reason, str) or not reason.strip():
+            raise CalibrationError("give the reason for retracting the calibration")
+        with self._session(write=True) as s:
+            row = s.get(CalibrationRow, calibration_id)
+            if row is None:
+                raise CalibrationError(f"no calibration with id {calibration_id} in {self.where}")
+            old = s.get(RetractionRow, calibration_id)
+            if old is not None:
+                raise CalibrationError(
+                    f"calibration #{calibration_id} was already retracted on {old.retracted_at}: "
+                    f"{old.reason}"
+                )
+            ret = RetractionRow(calibration_id=calibration_id, reason=reason.strip(), retracted_at=_now())
+            s.add(ret)
+            s.flush()
+            return row.to_calibration(ret)
 
     def export_toml(self, ids: Iterable[int] | None = None) -> str:
         """TOML text of the given calibrations (all current ones by default)."""
         cals = [self.get(i) for i in ids] if ids is not None else self.list()
-        header = f"Exported from {self.url} on {_now()} by qhytime."
+        header = f"Exported from {self.where} on {_now()} by qhytime."
         return dump_toml(
-            [c.replace(id=None, supersedes=None, created_at=None) for c in cals], header
-        )
+            [
+                c.replace(id=None, supersedes=None, created_at=None, retracted_at=None,
+                          retraction_reason=None)
+                for c in cals
+            ],
+            header,
+        )  # fmt: skip
 
     # -- reading -----------------------------------------------------------------------
+    @staticmethod
+    def _retractions(s: Session) -> dict[int, RetractionRow]:
+        return {r.calibration_id: r for r in s.scalars(select(RetractionRow))}
+
+    @_db_errors
     def get(self, calibration_id: int) -> Calibration:
-        """The calibration with this id (current or superseded): pinning by id."""
+        """The calibration with this id (current, superseded or retracted): pinning by id."""
         with self._session() as s:
             row = s.get(CalibrationRow, calibration_id)
             if row is None:
-                raise CalibrationError(f"no calibration with id {calibration_id} in {self.url}")
-            return row.to_calibration()
+                raise CalibrationError(f"no calibration with id {calibration_id} in {self.where}")
+            return row.to_calibration(s.get(RetractionRow, calibration_id))
 
     def pinned(self, calibration_id: int, setting: Setting | None = None) -> LookupResult:
         """A calibration chosen by id, for a frame of ``setting``.
 
         When its setting differs from the frame's, it is still used (the user asked for
-        it), with a :class:`CalibrationPinnedWarning` that lists the differences.
+        it), with a :class:`CalibrationPinnedWarning` that lists the differences; a
+        retracted calibration is used with a warning that gives the reason.
         """
         cal = self.get(calibration_id)
         diffs = [] if setting is None else setting_differences(setting, cal.setting)
@@ -404,21 +779,43 @@ class CalibrationStore:
                 ),
                 stacklevel=2,
             )
+        if cal.retracted:
+            warnings.warn(
+                CalibrationPinnedWarning(
+                    f"calibration #{cal.id} is pinned but was retracted on {cal.retracted_at}: "
+                    f"{cal.retraction_reason}"
+                ),
+                stacklevel=2,
+            )
         return LookupResult(calibration=cal, kind="pinned", differences=diffs)
 
+    @_db_errors
     def list(
         self, *, include_superseded: bool = False, camera_model: str | None = None
     ) -> list[Calibration]:
-        """Stored calibrations, current ones only unless ``include_superseded``."""
+        """Stored calibrations: the current one of each setting (newest not retracted), or
+        with ``include_superseded`` every one ever stored (retracted ones marked)."""
         with self._session() as s:
             q = select(CalibrationRow)
             if not include_superseded:
-                latest = select(func.max(CalibrationRow.id)).group_by(CalibrationRow.setting_key)
-                q = q.where(CalibrationRow.id.in_(latest))
+                q = q.where(CalibrationRow.id.in_(self._current_ids()))
             if camera_model is not None:
                 q = q.where(CalibrationRow.camera_model == camera_model)
-            return [r.to_calibration() for r in s.scalars(q.order_by(CalibrationRow.id))]
+            rets = self._retractions(s)
+            return [
+                r.to_calibration(rets.get(r.id)) for r in s.scalars(q.order_by(CalibrationRow.id))
+            ]
 
+    @staticmethod
+    def _current_ids() -> Any:
+        """Subquery: the current calibration id of every setting (newest not retracted)."""
+        return (
+            select(func.max(CalibrationRow.id))
+            .where(CalibrationRow.id.not_in(select(RetractionRow.calibration_id)))
+            .group_by(CalibrationRow.setting_key)
+        )
+
+    @_db_errors
     def history(self, setting: Setting) -> list[Calibration]:
         """Every calibration ever stored for exactly this setting, oldest first."""
         with self._session() as s:
@@ -427,14 +824,18 @@ class CalibrationStore:
                 .where(CalibrationRow.setting_key == setting.key())
                 .order_by(CalibrationRow.id)
             )
-            return [r.to_calibration() for r in s.scalars(q)]
+            rets = self._retractions(s)
+            return [r.to_calibration(rets.get(r.id)) for r in s.scalars(q)]
 
+    @_db_errors
     def count(self) -> int:
+        """Calibrations ever stored (current, superseded and retracted)."""
         with self._session() as s:
             return int(s.scalar(select(func.count(CalibrationRow.id))) or 0)
 
+    @_db_errors
     def lookup(self, setting: Setting, *, fallback: bool = False) -> LookupResult:
-        """The current calibration for a setting.
+        """The current calibration for a setting (retracted ones are skipped).
 
         Parameters
         ----------
@@ -452,6 +853,7 @@ class CalibrationStore:
             the message names the nearest candidates and what to do.
         """
         with self._session() as s:
+            retracted = select(RetractionRow.calibration_id)
             # Fast path: the current calibration of exactly this setting (this unit first,
             # then a model-wide one), by the indexed setting key.
             keys = [setting.key()]
@@ -460,7 +862,7 @@ class CalibrationStore:
             for key in keys:
                 row = s.scalars(
                     select(CalibrationRow)
-                    .where(CalibrationRow.setting_key == key)
+                    .where(CalibrationRow.setting_key == key, CalibrationRow.id.not_in(retracted))
                     .order_by(CalibrationRow.id.desc())
                     .limit(1)
                 ).first()
@@ -468,10 +870,9 @@ class CalibrationStore:
                     cal = row.to_calibration()
                     if _differences(setting, cal.setting) == []:
                         return LookupResult(calibration=cal, kind="exact")
-            latest = select(func.max(CalibrationRow.id)).group_by(CalibrationRow.setting_key)
             rows = s.scalars(
                 select(CalibrationRow).where(
-                    CalibrationRow.id.in_(latest),
+                    CalibrationRow.id.in_(self._current_ids()),
                     CalibrationRow.camera_model == setting.camera_model,
                     CalibrationRow.readout_mode == setting.readout_mode,
                     CalibrationRow.bit_depth == setting.bit_depth,
@@ -518,35 +919,105 @@ class CalibrationStore:
         return result
 
 
+def _revision(conn: Any) -> str | None:
+    """The alembic revision of the database on ``conn`` (None before any migration)."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _make_engine(url: str) -> Engine:
-    engine = create_engine(url)
-    if engine.dialect.name == "sqlite":
+def _sqlite_events(engine: Engine, *, readonly: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        # The busy timeout comes first: every later statement may meet another process's lock.
+        cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        if not readonly:
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
 
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout = 60000")
-            if ":memory:" not in url:
-                cur.execute("PRAGMA journal_mode = WAL")
-                cur.execute("PRAGMA synchronous = NORMAL")
-            cur.execute("PRAGMA foreign_keys = ON")
-            cur.close()
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            immediate = conn.get_execution_options().get("sqlite_immediate", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+def _sqlite_engine(path: str, *, readonly: bool) -> Engine:
+    """An engine on a SQLite file; read-only ones open with ``mode=ro`` (``immutable=1`` when
+    even the WAL index cannot be created, e.g. in a read-only folder)."""
+    uri = f"file:{quote(path)}"
+
+    def connect() -> sqlite3.Connection:
+        if not readonly:
+            return sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        try:
+            con = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                                  check_same_thread=False)  # fmt: skip
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return con
+        except sqlite3.OperationalError:
+            return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True,
+                                   timeout=BUSY_TIMEOUT_S, check_same_thread=False)  # fmt: skip
+
+    engine = create_engine("sqlite://", creator=connect)
+    _sqlite_events(engine, readonly=readonly)
     return engine
+
+
+def _enable_wal(engine: Engine) -> None:
+    """Switch a SQLite database to WAL (persistent), retrying while another process holds it."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            raw = engine.raw_connection()  # outside any transaction (a pragma needs that)
+            try:
+                raw.driver_connection.execute("PRAGMA journal_mode = WAL").fetchall()  # type: ignore[union-attr]
+            finally:
+                raw.close()
+            return
+        except (exc.OperationalError, sqlite3.OperationalError) as err:
+            if "locked" not in str(err).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@contextmanager
+def _creation_lock(path: str | None) -> Iterator[None]:
+    """An exclusive lock held while one process creates or upgrades a SQLite database.
+
+    ``flock`` on the database file itself: independent of SQLite's own byte-range locks, so
+    it only makes creators queue; nothing else waits for it.
+    """
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def migrations_dir() -> Path:
     return Path(__file__).resolve().parent / "migrations"
+
+
+def _script_directory() -> Any:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    return ScriptDirectory.from_config(cfg)
 
 
 def run_migrations(connection: Any, revision: str = "head") -> None:
@@ -560,11 +1031,13 @@ def run_migrations(connection: Any, revision: str = "head") -> None:
     command.upgrade(cfg, revision)
 
 
+@functools.cache
 def head_revision() -> str:
     """The newest migration revision shipped with this qhytime."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
+    return str(_script_directory().get_current_head())
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrations_dir()))
-    return str(ScriptDirectory.from_config(cfg).get_current_head())
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every migration revision this qhytime ships."""
+    return frozenset(rev.revision for rev in _script_directory().walk_revisions())

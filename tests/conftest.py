@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,59 @@ import pytest
 from qhytime.gpsblock import GpsBlock, Stamp
 
 DATA = Path(__file__).parent / "data"
+SHARED_TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+"""The large shared reference sets (occultation, satellite, LED scans); CI has them beside the
+checkout."""
+
+PG_ENV = "QHYTIME_TEST_PG"
+"""Admin URL of the PostgreSQL server the tests may use (``.ci/run`` sets it), e.g.
+``postgresql+psycopg:///postgres?host=/var/run/postgresql``."""
+
+
+def need(available: bool, what: str) -> None:
+    """Skip a test whose real client or server is missing, but fail it under CI (``CI=true``)."""
+    if not available:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{what} is missing, and CI=true requires it")
+        pytest.skip(f"{what} is missing")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """The PostgreSQL admin URL (skips locally, fails under CI, when there is no server)."""
+    url = os.environ.get(PG_ENV, "")
+    need(bool(url), f"a PostgreSQL server (${PG_ENV})")
+    return url
+
+
+@pytest.fixture()
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    name = f"qt_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except Exception as exc:  # a configured server that does not answer is a failure
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at ${PG_ENV} does not answer: {exc}")
+    try:
+        yield make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database URL, once on a SQLite file and once on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'qhytime.sqlite'}"
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture(scope="session")
