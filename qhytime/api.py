@@ -72,6 +72,7 @@ from qhytime.store import (
     setting_differences,
 )
 from qhytime.timebase import (
+    iso_to_unix_ns,
     near_leap_second,
     stamp_unix_ns,
     time_to_unix_ns,
@@ -133,6 +134,7 @@ __all__ = [
     "fit_led",
     "frame_row_times",
     "frames_from_buffer",
+    "iso_to_unix_ns",
     "load_scan",
     "load_toml",
     "near_leap_second",

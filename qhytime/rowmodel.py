@@ -248,7 +248,15 @@ class RowTimes:
         return unix_ns_to_time(arr[frame])
 
     def records(self, frame: int = 0) -> list[dict[str, Any]]:
-        """JSON records ``row, start, mid, end, sigma_ns`` (ISO, 9 decimals) of one frame."""
+        """JSON records of one frame: ``row``, ``start``, ``mid``, ``end`` (ISO UTC, 9
+        decimals), ``start_ns``, ``mid_ns``, ``end_ns`` (int unix ns) and ``sigma_ns``.
+
+        Examples
+        --------
+        >>> m = RowModel.from_us(offset0_us=1000, line_period_ns=10_000, readout="pairs")
+        >>> row_times(m, FrameGeometry(height=2), 0, 5_000_000).records()[0]["end"]
+        '1970-01-01T00:00:00.001000000'
+        """
         starts = unix_ns_to_iso(self.start_ns[frame])
         mids = unix_ns_to_iso(self.mid_ns[frame])
         ends = unix_ns_to_iso(self.end_ns[frame])
@@ -258,9 +266,15 @@ class RowTimes:
                 "start": str(s),
                 "mid": str(m),
                 "end": str(e),
+                "start_ns": int(s_ns),
+                "mid_ns": int(m_ns),
+                "end_ns": int(e_ns),
                 "sigma_ns": round(float(sig), 3),
             }
-            for r, s, m, e, sig in zip(self.rows, starts, mids, ends, self.sigma_ns, strict=True)
+            for r, s, m, e, s_ns, m_ns, e_ns, sig in zip(
+                self.rows, starts, mids, ends, self.start_ns[frame], self.mid_ns[frame],
+                self.end_ns[frame], self.sigma_ns, strict=True,
+            )
         ]
 
 

@@ -895,7 +895,7 @@ class CalibrationStore:
             raise CalibrationError(
                 f"no calibration for {setting.key()} (none for this camera model, readout mode, "
                 f"bit depth and USB_TRAFFIC): measure one with `qhytime ledcal --store`, add one "
-                f"with `qhytime calib add`, or give --offset0-us/--line-period-ns"
+                f"with `qhytime calib add`, or give model (an explicit row model)"
             )
         widen, _, _, diffs, _ = scored[0]
         cal = best
@@ -904,7 +904,7 @@ class CalibrationStore:
             raise CalibrationError(
                 f"no calibration matches {setting.key()} exactly; the nearest is #{cal.id} "
                 f"({cal.setting.key()}, differs in {', '.join(diffs)}). Use it with "
-                f"fallback=True (CLI --fallback), which widens sigma(offset0) by {widen:.0f} us, "
+                f"fallback=True, which widens sigma(offset0) by {widen:.0f} us, "
                 "or measure this setting with `qhytime ledcal --store`"
             )
         result = LookupResult(

@@ -16,8 +16,10 @@ nominal scaling is used; :mod:`qhytime.validity` flags such stamps.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -149,12 +151,27 @@ def iso_to_unix_ns(iso: Any) -> Any:
     return int(out) if out.ndim == 0 else out
 
 
-def _astropy_offline() -> None:
-    """Make sure astropy never downloads IERS or leap-second tables."""
+@contextlib.contextmanager
+def astropy_offline() -> Iterator[None]:
+    """Inside: astropy never downloads IERS or leap-second tables (the bundled ones serve).
+
+    Scoped to qhytime's own conversions with ``iers.conf.set_temp``: the user's astropy
+    settings are the same before and after.
+
+    Examples
+    --------
+    >>> from astropy.utils import iers
+    >>> before = iers.conf.auto_download
+    >>> with astropy_offline():
+    ...     iers.conf.auto_download
+    False
+    >>> iers.conf.auto_download == before
+    True
+    """
     from astropy.utils import iers
 
-    iers.conf.auto_download = False
-    iers.conf.auto_max_age = None
+    with iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", None):
+        yield
 
 
 def unix_ns_to_time(unix_ns: Any) -> Time:
@@ -168,11 +185,10 @@ def unix_ns_to_time(unix_ns: Any) -> Time:
     >>> time_to_unix_ns(t)
     1754099091730086727
     """
-    _astropy_offline()
     from astropy.time import Time
 
     arr = np.asarray(unix_ns, dtype=np.int64).astype("datetime64[ns]")
-    with warnings.catch_warnings():
+    with astropy_offline(), warnings.catch_warnings():
         # ERFA calls years past the leap-second table "dubious"; the ns are exact anyway.
         warnings.simplefilter("ignore", _erfa_warning())
         return Time(arr, scale="utc", precision=9)
@@ -183,8 +199,7 @@ def time_to_unix_ns(time: Time) -> Any:
 
     A time inside a leap second (``23:59:60``) has no unix ns and raises ``ValueError``.
     """
-    _astropy_offline()
-    with warnings.catch_warnings():
+    with astropy_offline(), warnings.catch_warnings():
         warnings.simplefilter("ignore", _erfa_warning())
         t = time.utc
         t.precision = 9

@@ -23,13 +23,11 @@ if TYPE_CHECKING:
     from qhytime.rowmodel import RowModel
     from qhytime.store import CalibrationStore
 
-# Python argument names that an API error may mention, and the CLI flag that sets each.
-# The API speaks of its own arguments; the CLI shows its users the flags instead.
+# Python argument names that an API error may tell the user to set, and the CLI flag that
+# sets each. The API speaks of its own arguments; the CLI shows its users the flags instead.
 FLAG_FOR_ARGUMENT: dict[str, str] = {
     "exposure_ns": "--exposure-s",
-    "allow_invalid=True": "--allow-invalid",
     "allow_invalid": "--allow-invalid",
-    "fallback=True": "--fallback",
     "fallback": "--fallback",
     "calibration_id": "--calibration",
     "crop_y": "--crop-y",
@@ -37,15 +35,20 @@ FLAG_FOR_ARGUMENT: dict[str, str] = {
     "offset0_us": "--offset0-us",
     "line_period_ns": "--line-period-ns",
     "model": "--offset0-us/--line-period-ns",
-    "in_place=True": "--in-place",
+    "in_place": "--in-place",
 }
+_NAMES = "|".join(sorted(FLAG_FOR_ARGUMENT, key=len, reverse=True))
+# Only where a message tells the user to set an argument: "give exposure_ns",
+# "allow_invalid=True to ...", "(fallback=True / ...)". A field name in other words (a TOML
+# record's "offset0_us = nan is not finite") stays as it is.
 _ARG_RE = re.compile(
-    r"(?<![\w-])(" + "|".join(re.escape(k) for k in sorted(FLAG_FOR_ARGUMENT, key=len, reverse=True)) + r")(?![\w])"
+    rf"\b(?P<verb>give|pass|use|with) (?P<a>{_NAMES})\b(?!\s*=\s*[^T])|\b(?P<b>{_NAMES})=True\b"
 )
 
 
 def cli_words(message: str) -> str:
-    """An API message with Python argument names replaced by the CLI flags that set them.
+    """An API message with the Python arguments it tells the user to set replaced by the CLI
+    flags that set them.
 
     Examples
     --------
@@ -53,8 +56,16 @@ def cli_words(message: str) -> str:
     'no exposure in the file: give --exposure-s'
     >>> cli_words("flagged (allow_invalid=True to compute it anyway)")
     'flagged (--allow-invalid to compute it anyway)'
+    >>> cli_words("record 1: offset0_us = nan is not finite")
+    'record 1: offset0_us = nan is not finite'
     """
-    return _ARG_RE.sub(lambda m: FLAG_FOR_ARGUMENT[m.group(1)], message)
+
+    def flag(m: re.Match[str]) -> str:
+        if m.group("b"):
+            return FLAG_FOR_ARGUMENT[m.group("b")]
+        return f"{m.group('verb')} {FLAG_FOR_ARGUMENT[m.group('a')]}"
+
+    return _ARG_RE.sub(flag, message)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

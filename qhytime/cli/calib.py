@@ -14,7 +14,6 @@ from qhytime.cli._common import (
     SIGMA_US,
     Number,
     db_option,
-    fail,
     open_store,
 )
 
@@ -32,6 +31,7 @@ def _cal_line(c) -> str:  # type: ignore[no-untyped-def]
         f"usb{s.usb_traffic} {s.stream_mode:<6} ref={c.reference:<5} off0 {c.offset0_us:.3f}"
         f"+/-{c.offset0_sigma_us:.3f} us LP {c.line_period_ns:.4f} ns"
         + (f" (supersedes #{c.supersedes})" if c.supersedes else "")
+        + (f" RETRACTED {c.retracted_at}: {c.retraction_reason}" if c.retracted else "")
     )
 
 
@@ -98,11 +98,16 @@ def calib_add(db: str | None, roi: str, bit_depth: str, **kw) -> None:  # type: 
         "camera_model", "serial", "readout_mode", "binning", "usb_traffic", "stream_mode",
         "global_reset",
     )  # fmt: skip
-    setting = Setting(
-        roi_x=x, roi_y=y, roi_width=w, roi_height=h, bit_depth=int(bit_depth),
-        **{k: kw.pop(k) for k in setting_keys},
-    )  # fmt: skip
-    cal = Calibration(setting=setting, **kw)
+    from qhytime.errors import CalibrationError
+
+    try:
+        setting = Setting(
+            roi_x=x, roi_y=y, roi_width=w, roi_height=h, bit_depth=int(bit_depth),
+            **{k: kw.pop(k) for k in setting_keys},
+        )  # fmt: skip
+        cal = Calibration(setting=setting, **kw)
+    except CalibrationError as exc:  # option values out of range: a usage error
+        raise click.UsageError(str(exc)) from None
     with open_store(db) as store:
         stored = store.add(cal)
     click.echo(_cal_line(stored))
@@ -112,11 +117,42 @@ def calib_add(db: str | None, roi: str, bit_depth: str, **kw) -> None:  # type: 
 @click.argument("path", type=click.Path())
 @db_option
 def calib_import(path: str, db: str | None) -> None:
-    """Import calibrations from a TOML file (each supersedes its setting's current one)."""
+    """Import calibrations from a TOML file: all records or none (every one is checked first);
+    a record already in the database is not added again. Each new one supersedes its
+    setting's current one."""
     with open_store(db) as store:
-        added = store.import_toml(path)
-    for c in added:
+        result = store.import_toml(path)
+    for c in result.added:
         click.echo(_cal_line(c))
+    click.echo(
+        f"{len(result.added)} new, {len(result.already_present)} already present"
+        + (
+            f" (#{', #'.join(str(c.id) for c in result.already_present)})"
+            if result.already_present
+            else ""
+        ),
+        err=True,
+    )
+
+
+@calib.command("retract")
+@click.argument("calibration_id", type=Number(integer=True, lo=1))
+@click.option("--reason", required=True, help="Why it is withdrawn (kept in the history).")
+@db_option
+def calib_retract(calibration_id: int, reason: str, db: str | None) -> None:
+    """Withdraw a calibration: the history keeps it, marked; lookups skip it, and its setting's
+    current calibration becomes the newest one not retracted."""
+    if not reason.strip():
+        raise click.BadParameter("give a reason", param_hint="'--reason'")
+    with open_store(db) as store:
+        c = store.retract(calibration_id, reason)
+        current = [x for x in store.list() if x.setting == c.setting]
+    click.echo(_cal_line(c))
+    click.echo(
+        "current for this setting: "
+        + (f"#{current[0].id}" if current else "none (lookups will find no calibration)"),
+        err=True,
+    )
 
 
 @calib.command("export")
@@ -141,4 +177,3 @@ def calib_export(ids: tuple[int, ...], output: str | None, db: str | None) -> No
 
 
 COMMANDS = [calib]
-__all__ = ["COMMANDS", "fail"]

@@ -1,15 +1,18 @@
-"""``qhytime rows``: start, middle and end of every row of one frame."""
+"""``qhytime rows``: start, middle and end of every row of a frame, for one file or many."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import sys
 
 import click
 
 from qhytime.cli._common import (
     FRAME_INDEX,
+    cli_words,
     db_option,
+    expand_paths,
     explicit_model,
     exposure_ns,
     model_options,
@@ -42,26 +45,26 @@ def parse_rows(spec: str | None, height: int) -> list[int] | None:
             rows = list(range(lo, hi))
             if not rows:
                 raise click.BadParameter(
-                    f"{spec!r} is an empty range (A:B needs A < B)", param_hint="--rows"
+                    f"{spec!r} is an empty range (A:B needs A < B)", param_hint="'--rows'"
                 )
         else:
             rows = [int(x) for x in spec.split(",")]
     except ValueError:
         raise click.BadParameter(
-            f"{spec!r} is not A:B or a list of rows", param_hint="--rows"
+            f"{spec!r} is not A:B or a list of rows", param_hint="'--rows'"
         ) from None
     bad = [r for r in rows if not 0 <= r < height]
     if bad:
         raise click.BadParameter(
-            f"row {bad[0]} is outside the frame's rows 0..{height - 1}", param_hint="--rows"
+            f"row {bad[0]} is outside the frame's rows 0..{height - 1}", param_hint="'--rows'"
         )
     return rows
 
 
 @click.command()
-@click.argument("path", type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--frame", type=FRAME_INDEX, default=0, show_default=True,
-              help="0-based frame index in the file.")  # fmt: skip
+              help="0-based frame index in each file.")  # fmt: skip
 @model_options
 @click.option("--rows", "rows_spec", default=None, help="Rows A:B (end excluded) or a list 1,5,9.")
 @click.option(
@@ -70,24 +73,50 @@ def parse_rows(spec: str | None, height: int) -> list[int] | None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per row per line.")
 @db_option
 def rows(
-    path: str, frame: int, calibration_id: int | None, offset0_us: float | None,
+    paths: tuple[str, ...], frame: int, calibration_id: int | None, offset0_us: float | None,
     line_period_ns: float | None, readout: str | None, reference: str | None,
     exposure_s: float | None, crop_y: int | None, binning: int | None, fallback: bool,
     rows_spec: str | None, allow_invalid: bool, as_json: bool, db: str | None,
 ) -> None:  # fmt: skip
-    """Start, middle and end of every row of one frame, with a 1-sigma per row.
+    """Start, middle and end of every row of a frame, with a 1-sigma per row.
 
-    The calibration is looked up by the file's setting (INSTRUME, READOUTM, crop, binning,
-    bit depth, ...), pinned with --calibration, or given explicitly with --offset0-us and
-    --line-period-ns.
+    PATHS are FITS/SER files or folders. The calibration is looked up by each file's setting
+    (INSTRUME, READOUTM, crop, binning, bit depth, ...), pinned with --calibration, or given
+    explicitly with --offset0-us and --line-period-ns. A row is exposed from `start`
+    (inclusive) to `end` (exclusive).
+
+    With several files, each row line (and JSON object) names its file and frame; a file that
+    fails is reported on stderr and the others are done; the exit code is 1 when any failed.
     """
+    model = explicit_model(offset0_us, line_period_ns, readout, reference, calibration_id)
+    files = expand_paths(paths)
+    several = len(files) > 1
+    failed = 0
+    with contextlib.nullcontext() if model is not None else open_store(db) as store:
+        for path in files:
+            try:
+                _one_file(path, frame, model, store, calibration_id, fallback, exposure_s,
+                          crop_y, binning, rows_spec, allow_invalid, as_json, several)  # fmt: skip
+            except click.UsageError:
+                raise
+            except Exception as exc:  # one bad file never ends the batch
+                from qhytime.errors import QhytimeError
+
+                if not several:
+                    raise
+                failed += 1
+                text = str(exc) if isinstance(exc, QhytimeError) else f"{path}: {exc}"
+                click.echo(f"qhytime: error: {cli_words(text)}", err=True)
+    if several and failed:
+        click.echo(f"qhytime: {failed} of {len(files)} files failed", err=True)
+        sys.exit(1)
+
+
+def _one_file(path, frame, model, store, calibration_id, fallback, exposure_s, crop_y, binning,
+              rows_spec, allow_invalid, as_json, several) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
     from qhytime.api import file_timing, open_frames
 
-    model = explicit_model(offset0_us, line_period_ns, readout, reference, calibration_id)
-    with (
-        open_frames(path) as reader,
-        contextlib.nullcontext() if model is not None else open_store(db) as store,
-    ):
+    with open_frames(path) as reader:
         row_list = parse_rows(rows_spec, reader.height)
         with warnings_as_messages():
             ft = file_timing(
@@ -97,14 +126,18 @@ def rows(
             )  # fmt: skip
         frt = ft.frame_row_times(frame, row_list, allow_invalid=allow_invalid)
     if frt.record.reasons:
-        warn("frame flagged: " + "; ".join(frt.record.reasons))
+        warn(f"{path}, frame {frame}: flagged: " + "; ".join(frt.record.reasons))
     if frt.lookup is not None:
-        click.echo(f"qhytime: {frt.lookup.describe()}", err=True)
+        click.echo(f"qhytime: {path}: {frt.lookup.describe()}", err=True)
     recs = frt.times.records(0)
     if as_json:
         for r in recs:
+            if several:
+                r = {"file": path, "frame": frame, **r}
             click.echo(json.dumps(r))
         return
+    if several:
+        click.echo(f"# {path}, frame {frame}")
     click.echo(
         f"{'row':>6}  {'start (UTC)':<29}  {'mid (UTC)':<29}  {'end (UTC)':<29}  {'sigma':>10}"
     )
