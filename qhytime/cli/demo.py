@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from qhytime.cli._common import db_option, open_store
+from qhytime.cli._common import Number, db_option, open_store
 
 
 @click.command()
@@ -18,7 +18,8 @@ from qhytime.cli._common import db_option, open_store
     show_default=True,
     help="Where the simulated capture and stamped copies go.",
 )
-@click.option("--frames", default=2, show_default=True, help="Frames to simulate.")
+@click.option("--frames", type=Number(integer=True, lo=1, hi=1000), default=2,
+              show_default=True, help="Frames to simulate.")  # fmt: skip
 @db_option
 def demo(workdir: str, frames: int, db: str | None) -> None:
     """Simulate a QHY600PRO capture (full default resolution), stamp it with the shipped
