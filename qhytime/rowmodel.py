@@ -373,7 +373,20 @@ def pixel_times(
     """
     pts = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
     rows = np.floor(pts[:, 1] + 0.5).astype(np.int64)
-    return row_times(model, geometry, reference_ns, exposure_ns, rows)
+    if rows.size <= geometry.height // 4:
+        return row_times(model, geometry, reference_ns, exposure_ns, rows)
+    # Many pixels: the frame's rows once, then one gather per column (cheaper than a row
+    # model per pixel, and the same integers).
+    if rows.size and (int(rows.min()) < 0 or int(rows.max()) >= geometry.height):
+        geometry.check_rows(rows)  # raises, naming the row
+    full = row_times(model, geometry, reference_ns, exposure_ns)
+    return RowTimes(
+        rows=rows,
+        start_ns=np.take(full.start_ns[0], rows)[None, :],
+        mid_ns=np.take(full.mid_ns[0], rows)[None, :],
+        end_ns=np.take(full.end_ns[0], rows)[None, :],
+        sigma_ns=np.take(full.sigma_ns, rows),
+    )
 
 
 def polyline_times(

@@ -29,6 +29,7 @@ import functools
 import json
 import os
 import sqlite3
+import threading
 import time
 import warnings
 import zlib
@@ -52,6 +53,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.pool import QueuePool
 
 from qhytime.calibration import (
     Calibration,
@@ -64,7 +66,6 @@ from qhytime.errors import CalibrationError, StoreError
 from qhytime.rowmodel import RowModel
 
 ENV_VAR = "QHYTIME_DB"
-SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_S = 60.0
 _PG_MIGRATION_LOCK = 0x71687974  # "qhyt": one advisory lock id for schema changes
 _T = TypeVar("_T")
@@ -357,7 +358,7 @@ def _db_errors(method: Callable[..., _T]) -> Callable[..., _T]:
     def wrapper(self: CalibrationStore, *args: Any, **kw: Any) -> _T:
         try:
             return method(self, *args, **kw)
-        except exc.SQLAlchemyError as err:
+        except (exc.SQLAlchemyError, sqlite3.Error) as err:
             raise self._store_error(err) from err
 
     return wrapper
@@ -422,6 +423,11 @@ class CalibrationStore:
             self._check_sqlite_file(create_folder=not explicit)
         self.engine = self._make_engine()
         self._writer = self.engine.execution_options(sqlite_immediate=True)
+        # Lookups and gets are cached until the database changes (see _generation).
+        self._cache: dict[Any, Any] = {}
+        self._cache_generation: Any = None
+        self._cache_lock = threading.Lock()
+        self._probe: sqlite3.Connection | None = None
         try:
             self._open(load_shipped)
         except BaseException:
@@ -484,16 +490,10 @@ class CalibrationStore:
             except OSError as err:
                 raise self._error(f"cannot create the data folder {folder}: {err.strerror}") from err
         if path.exists():
-            try:
-                with open(path, "rb") as fh:
-                    head = fh.read(len(SQLITE_MAGIC))
-            except OSError as err:
-                raise self._error(f"cannot read the database: {err.strerror}") from err
-            if head and head != SQLITE_MAGIC:
-                raise self._error(
-                    "not a qhytime database: the file is not an SQLite database (it starts with "
-                    f"{head[:8]!r}); give another --db"
-                )
+            # Whether it is a database at all, SQLite says on the first query (opening the file
+            # here and closing it would drop the locks SQLite holds on it in this process).
+            if not os.access(path, os.R_OK):
+                raise self._error("cannot read the database: permission denied")
             self.readonly = not (os.access(path, os.W_OK) and os.access(folder, os.W_OK))
         elif not os.access(folder, os.W_OK):
             raise self._error(f"cannot create the database: the folder {folder} is not writable")
@@ -604,7 +604,60 @@ class CalibrationStore:
                 raise self._store_error(err) from err
 
     def close(self) -> None:
+        with self._cache_lock:
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
+            self._cache.clear()
         self.engine.dispose()
+
+    # -- the cache of lookups ---------------------------------------------------------------
+    _GENERATION_SQL = (
+        "SELECT (SELECT max(id) FROM calibrations), (SELECT count(*) FROM retractions)"
+    )
+
+    def _generation(self) -> Any:
+        """A value that changes whenever calibrations or retractions are added, by this or any
+        process: the newest calibration id and the number of retractions (rows are never
+        updated or deleted, so nothing else can change). On SQLite it is read on a connection
+        of our own, a few microseconds.
+
+        (``PRAGMA data_version`` would be cheaper but does not change on a connection that
+        holds no cached pages, so it misses commits.)
+        """
+        if self._path is not None:
+            if self._probe is None:
+                # A read-only connection reads the WAL index by a path that can miss commits
+                # (SQLite's readonly_shm); the probe never writes, so it opens normally unless
+                # the database is read-only for us.
+                self._probe = (
+                    _sqlite_connect_readonly(self._path)
+                    if self.readonly
+                    else sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+                )
+            return self._probe.execute(self._GENERATION_SQL).fetchall()[0]  # to the end: no read left open
+        with self.engine.connect() as conn:
+            return tuple(conn.exec_driver_sql(self._GENERATION_SQL).one())
+
+    def _cached(self, key: Any, compute: Callable[[], _T]) -> _T:
+        """``compute()``, remembered until the database changes."""
+        with self._cache_lock:
+            gen = self._generation()
+            if gen != self._cache_generation:
+                self._cache.clear()
+                self._cache_generation = gen
+            if key in self._cache:
+                return self._cache[key]  # type: ignore[no-any-return]
+        value = compute()
+        with self._cache_lock:
+            if self._cache_generation == gen:
+                self._cache[key] = value
+        return value
+
+    def _forget(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+            self._cache_generation = None
 
     def __enter__(self) -> CalibrationStore:
         return self
@@ -667,6 +720,7 @@ class CalibrationStore:
         StoreError
             When the database is read-only.
         """
+        self._forget()
         with self._session(write=True) as s:
             return self._insert(s, calibration, source).to_calibration()
 
@@ -688,6 +742,7 @@ class CalibrationStore:
         added: list[Calibration] = []
         present: list[Calibration] = []
         source = f"import:{Path(path).name}"
+        self._forget()
         with self._session(write=True) as s:
             for c in cals:
                 fresh = c.replace(
@@ -719,6 +774,7 @@ class CalibrationStore:
         """
         if not isinstance(reason, str) or not reason.strip():
             raise CalibrationError("give the reason for retracting the calibration")
+        self._forget()
         with self._session(write=True) as s:
             row = s.get(CalibrationRow, calibration_id)
             if row is None:
@@ -755,6 +811,9 @@ class CalibrationStore:
     @_db_errors
     def get(self, calibration_id: int) -> Calibration:
         """The calibration with this id (current, superseded or retracted): pinning by id."""
+        return self._cached(("get", calibration_id), lambda: self._get(calibration_id))
+
+    def _get(self, calibration_id: int) -> Calibration:
         with self._session() as s:
             row = s.get(CalibrationRow, calibration_id)
             if row is None:
@@ -852,6 +911,17 @@ class CalibrationStore:
             When nothing matches (or only a fallback would, and ``fallback`` is False):
             the message names the nearest candidates and what to do.
         """
+        result = self._cached(("lookup", setting, fallback), lambda: self._lookup(setting, fallback))
+        if result.kind == "fallback":
+            warnings.warn(
+                CalibrationFallbackWarning(
+                    f"no calibration matches {setting.key()} exactly: using {result.describe()}"
+                ),
+                stacklevel=3,
+            )
+        return result
+
+    def _lookup(self, setting: Setting, fallback: bool) -> LookupResult:
         with self._session() as s:
             retracted = select(RetractionRow.calibration_id)
             # Fast path: the current calibration of exactly this setting (this unit first,
@@ -907,16 +977,9 @@ class CalibrationStore:
                 f"fallback=True, which widens sigma(offset0) by {widen:.0f} us, "
                 "or measure this setting with `qhytime ledcal --store`"
             )
-        result = LookupResult(
+        return LookupResult(
             calibration=cal, kind="fallback", differences=diffs, extra_offset0_sigma_us=widen
         )
-        warnings.warn(
-            CalibrationFallbackWarning(
-                f"no calibration matches {setting.key()} exactly: using {result.describe()}"
-            ),
-            stacklevel=2,
-        )
-        return result
 
 
 def _revision(conn: Any) -> str | None:
@@ -965,9 +1028,25 @@ def _sqlite_engine(path: str, *, readonly: bool) -> Engine:
             return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True,
                                    timeout=BUSY_TIMEOUT_S, check_same_thread=False)  # fmt: skip
 
-    engine = create_engine("sqlite://", creator=connect)
+    # A queue pool: the default for a "sqlite://" URL (one connection per thread, at most
+    # five, closing others' in use beyond that) breaks multi-threaded servers.
+    engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool)
     _sqlite_events(engine, readonly=readonly)
     return engine
+
+
+def _sqlite_connect_readonly(path: str) -> sqlite3.Connection:
+    """A read-only connection: ``mode=ro``, or ``immutable=1`` when not even the WAL index can
+    be created (a WAL database in a read-only folder)."""
+    uri = f"file:{quote(path)}"
+    try:
+        con = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                              check_same_thread=False)  # fmt: skip
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return con
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=BUSY_TIMEOUT_S,
+                               check_same_thread=False)  # fmt: skip
 
 
 def _enable_wal(engine: Engine) -> None:
@@ -991,15 +1070,16 @@ def _enable_wal(engine: Engine) -> None:
 def _creation_lock(path: str | None) -> Iterator[None]:
     """An exclusive lock held while one process creates or upgrades a SQLite database.
 
-    ``flock`` on the database file itself: independent of SQLite's own byte-range locks, so
-    it only makes creators queue; nothing else waits for it.
+    ``flock`` on the database's folder: processes that create or upgrade a database there
+    queue, and nothing else waits for it. Never on the database file itself: closing any
+    descriptor of that file would drop the POSIX locks SQLite holds on it in this process.
     """
     if path is None:
         yield
         return
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -185,3 +185,36 @@ def test_migration_from_first_schema_keeps_every_row(tmp_path: Path) -> None:
         # the migrated rows are found by today's setting key
         assert s.lookup(SETTING).calibration.offset0_us == 1924.0
         assert s.count() == 25  # not a new database: shipped ones not added
+
+
+ADD_IN_OTHER_PROCESS = """
+import sys
+from qhytime.calibration import Calibration, Setting
+from qhytime.store import CalibrationStore
+s0 = Setting(camera_model="QHY600PRO", readout_mode="Photographic DSO", roi_width=9576,
+             roi_height=6388, stream_mode="single")
+with CalibrationStore(sys.argv[1]) as s:
+    if sys.argv[2] == "add":
+        print(s.add(Calibration(setting=s0, reference="end", offset0_us=1111.0,
+                                line_period_ns=43194.0)).id)
+    else:
+        s.retract(int(sys.argv[2]), "bad")
+"""
+
+
+def test_cached_lookups_see_other_processes_writes(db_url: str) -> None:
+    import subprocess
+    import sys
+
+    with CalibrationStore(db_url) as s:
+        first = s.lookup(SETTING).calibration
+        assert first.method == "SDK" and s.lookup(SETTING).calibration == first  # cached
+        out = subprocess.run([sys.executable, "-c", ADD_IN_OTHER_PROCESS, db_url, "add"],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        new_id = int(out)
+        assert s.lookup(SETTING).calibration.id == new_id  # another process's commit is seen
+        assert s.get(new_id).offset0_us == 1111.0
+        subprocess.run([sys.executable, "-c", ADD_IN_OTHER_PROCESS, db_url, str(new_id)],
+                       capture_output=True, text=True, check=True)  # fmt: skip
+        assert s.lookup(SETTING).calibration.id == first.id  # and its retraction
+        assert s.get(new_id).retracted
