@@ -1,9 +1,22 @@
 """Batch decoding: every frame of a set of files → its block, exact stamp times and status.
 
 This is what ``qhytime decode`` runs. A file is decoded in one vectorised pass
-(:func:`decode_reader` → :class:`DecodedFile`); :func:`decode_paths` walks a file set and
-never stops on a bad file: it yields a frame record with ``status == "error"`` instead,
-and checks the sequence numbers across the files in the order given.
+(:func:`decode_reader` → :class:`DecodedFile`); :func:`decode_paths` walks a file set
+(folders stand for their FITS/SER files in name order) and never stops on a bad file: it
+yields a frame record with ``status == "error"`` instead.
+
+Sequences. Each frame's block is checked on its own (:func:`qhytime.validity.stamp_reasons`,
+:func:`~qhytime.validity.frame_check_reasons`) and against the frames of its sequence
+(:func:`~qhytime.validity.sequence_reasons`, :func:`~qhytime.validity.consistency_reasons`).
+A sequence is
+
+- the frames of one multi-frame file (a SER video, a FITS cube), or
+- single-frame FITS files given one after another, in the order given.
+
+A multi-frame file always starts a new sequence, and the file after it too: decoding a SER
+after another SER does not compare the second's frame 0 with the first's last frame.
+Single-frame FITS files are checked as one sequence as they come (each is reported once
+the two after it are read).
 """
 
 from __future__ import annotations
@@ -17,11 +30,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from qhytime.errors import FrameReadError, TruncatedFileError
-from qhytime.gpsblock import STAMP_NAMES, GpsBlock, Stamp
-from qhytime.readers import FrameReader, open_frames
+from qhytime.gpsblock import FIELD_NAMES, STAMP_NAMES, GpsBlock, GpsBlockArray, Stamp
+from qhytime.readers import FrameReader, expand_paths, open_frames
 from qhytime.readers.base import BlockScan
 from qhytime.timebase import stamp_unix_ns, unix_ns_to_iso, unix_ns_to_time
-from qhytime.validity import sequence_reasons, stamp_reasons
+from qhytime.validity import (
+    Sparse,
+    _consistency_reasons,
+    _frame_check_reasons,
+    _lone_span_reasons,
+    _sequence_reasons,
+    _stamp_reasons,
+    run_ids,
+    sort_reasons,
+)
 
 if TYPE_CHECKING:
     from astropy.time import Time
@@ -227,8 +249,13 @@ def decode_reader(
     *,
     nominal_clock: bool = False,
     previous: tuple[int, int, int] | None = None,
+    standalone: bool = True,
+    exposure_ns: int | None = None,
 ) -> DecodedFile:
     """Decode every complete frame of an open reader in one vectorised pass.
+
+    Every frame's block is checked on its own, and the frames of the file against each
+    other as one sequence (see :mod:`qhytime.validity`).
 
     Parameters
     ----------
@@ -236,7 +263,15 @@ def decode_reader(
     nominal_clock : bool
         Report times with 100 ns ticks instead of the measured pps count.
     previous : (sequence, width, height), optional
-        The last frame of the previous file of a set, for sequence checks.
+        The last frame of a previous file of the same sequence, for the sequence-number
+        check of the first frame.
+    standalone : bool
+        True (default) when the file is a sequence of its own. False when the caller checks
+        it as part of a longer sequence (as :func:`decode_paths` does for single-frame FITS
+        files): the checks that need the frame's neighbours are then left to the caller.
+    exposure_ns : int, optional
+        The exposure the start and end stamps are checked against; by default the file's
+        (``reader.exposure_ns``). Give it when the file names none and you know it.
 
     Examples
     --------
@@ -259,18 +294,37 @@ def decode_reader(
         _, sec, ticks = blocks.stamp_columns(name)
         unix_ns[name] = stamp_unix_ns(sec, ticks, blocks.pps_count)
         unix_nom[name] = stamp_unix_ns(sec, ticks, blocks.pps_count, nominal_clock=True)
-    reasons: list[list[str]] = [[] for _ in range(n)]
+    found = Sparse()
+    structure = reader.structure_problem()
     present_idx = np.flatnonzero(scan.present)
     for i in np.flatnonzero(~scan.present):
-        reasons[i].append(scan.why_absent[i] or "no_gps_block")
+        found.add(i, scan.why_absent[i] or "no_gps_block")
+    if structure is not None:
+        for i in range(n):
+            found.add(i, structure)
     if present_idx.size:
         sub = blocks.take(present_idx)
         sub_ns = {k: v[present_idx] for k, v in unix_ns.items()}
-        stamp_r = stamp_reasons(sub, sub_ns)
-        seq_r = sequence_reasons(sub.sequence, sub.width, sub.height, previous)
-        for k, i in enumerate(present_idx):
-            reasons[i].extend(stamp_r[k])
-            reasons[i].extend(seq_r[k])
+        exposure = exposure_ns if exposure_ns is not None else reader.exposure_ns
+        if standalone:
+            runs = run_ids(sub.sequence, sub.width, sub.height)
+            lone = np.bincount(runs)[runs] == 1
+        else:
+            lone = np.zeros(present_idx.size, dtype=bool)
+        checks = [
+            _stamp_reasons(sub, sub_ns),
+            _frame_check_reasons(sub, sub_ns, exposure, lone=lone),
+            _sequence_reasons(sub.sequence, sub.width, sub.height, previous),
+        ]
+        if standalone:
+            checks.append(_consistency_reasons(sub, sub_ns, exposure, regular=True))
+        for part in checks:
+            for k, texts in part.items():
+                found.setdefault(int(present_idx[k]), []).extend(texts)
+    reasons = found.dense(n)
+    for i, texts in found.items():
+        if len(texts) > 1:
+            reasons[i] = sort_reasons(texts)
     return DecodedFile(
         path=reader.path,
         scan=scan,
@@ -294,48 +348,230 @@ def decode_file(path: str | os.PathLike[str], *, nominal_clock: bool = False) ->
         return decode_reader(reader, nominal_clock=nominal_clock)
 
 
+def decode_series(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    nominal_clock: bool = False,
+    exposure_ns: int | None = None,
+) -> Iterator[SeriesFile]:
+    """Decode a set of files, one :class:`SeriesFile` per file, with the reasons that only the
+    file's sequence can give.
+
+    What :func:`decode_paths` reports frame by frame, file by file: the jobs that need a
+    file's :class:`DecodedFile` (light curves, the index) use this so that their frames are
+    checked exactly as ``qhytime decode`` checks them. A folder stands for its FITS/SER files
+    in name order; single-frame FITS files given one after another form one sequence (each
+    file is yielded once the two files after it are decoded); a multi-frame file is a
+    sequence of its own. A file that cannot be read is yielded with ``decoded`` None and an
+    ``error`` record.
+
+    Parameters
+    ----------
+    exposure_ns : int, optional
+        The exposure to check stamps against where a file names none.
+
+    Examples
+    --------
+    >>> [(f.path, len(f.decoded)) for f in decode_series(["tests/data/video16.ser"])]
+    [('tests/data/video16.ser', 25)]
+    """
+    series = _FitsSeries()
+    for name in expand_paths(paths):
+        if os.path.isdir(name):
+            yield from series.add(_error(name, "the folder holds no FITS or SER files"))
+            continue
+        try:
+            reader = open_frames(name)
+        except Exception as exc:  # one bad file never ends the batch
+            yield from series.add(_error(name, _why(exc, name)))
+            continue
+        with reader:
+            single = reader.kind == "fits" and reader.declared_frames == 1
+            try:
+                exposure = reader.exposure_ns if reader.exposure_ns is not None else exposure_ns
+                decoded = decode_reader(reader, nominal_clock=nominal_clock, standalone=not single,
+                                        exposure_ns=exposure)  # fmt: skip
+            except Exception as exc:  # one bad file never ends the batch
+                yield from series.add(_error(name, _why(exc, name)))
+                continue
+        if decoded.truncation is None and reader.declared_frames == 0:
+            tail = [_error(name, "the file holds no frames").records[0]]
+        elif decoded.truncation is not None:
+            tail = [
+                DecodedFrame(
+                    file=name,
+                    frame=decoded.truncation.complete_frames,
+                    status=STATUS_ERROR,
+                    reasons=[decoded.truncation.reason],
+                )
+            ]
+        else:
+            tail = []
+        item = SeriesFile(path=name, decoded=decoded, exposure=exposure, records=tail)
+        if single:
+            yield from series.add(item)
+        else:
+            yield from series.flush()
+            yield item
+    yield from series.flush()
+
+
 def decode_paths(
     paths: Iterable[str | os.PathLike[str]], *, nominal_clock: bool = False
 ) -> Iterator[DecodedFrame]:
     """Decode a set of files frame by frame, never stopping on a bad one.
 
-    A file that cannot be read yields one record with status ``"error"``; a truncated file
-    yields its complete frames and then one ``"error"`` record for the missing ones.
-    Sequence numbers are checked across the files in the order given.
+    A folder stands for its FITS/SER files in name order (not recursive). A file that
+    cannot be read yields one record with status ``"error"``; a truncated file yields its
+    complete frames and then one ``"error"`` record for the missing ones. Frames are
+    checked against their sequence: the frames of a multi-frame file, or single-frame FITS
+    files in the order given (see the module notes and :func:`decode_series`).
 
     Examples
     --------
     >>> [r.status for r in decode_paths(["/no/such/file.fits"])]
     ['error']
+    >>> [(r.frame, r.status) for r in decode_paths(["tests/data/video16.ser"] * 2)][24:26]
+    [(24, 'ok'), (0, 'ok')]
     """
-    previous: tuple[int, int, int] | None = None
-    for p in paths:
-        name = os.fspath(p)
-        try:
-            reader = open_frames(name)
-        except Exception as exc:  # one bad file never ends the batch
-            if not isinstance(exc, FrameReadError):
-                exc = FrameReadError(f"unexpected {type(exc).__name__}: {exc}", path=name)
-            yield DecodedFrame(
-                file=name, frame=None, status=STATUS_ERROR, reasons=[f"unreadable: {exc.reason}"]
-            )
-            continue
-        with reader:
-            try:
-                decoded = decode_reader(reader, nominal_clock=nominal_clock, previous=previous)
-            except Exception as exc:  # one bad file never ends the batch
-                yield DecodedFrame(
-                    file=name, frame=None, status=STATUS_ERROR, reasons=[f"unreadable: {exc}"]
-                )
+    for item in decode_series(paths, nominal_clock=nominal_clock):
+        yield from item.emit()
+
+
+def _why(exc: BaseException, name: str) -> str:
+    if not isinstance(exc, FrameReadError):
+        exc = FrameReadError(f"unexpected {type(exc).__name__}: {exc}", path=name)
+    return f"unreadable: {exc.reason}"
+
+
+def _error(name: str, reason: str) -> SeriesFile:
+    rec = DecodedFrame(file=name, frame=None, status=STATUS_ERROR, reasons=[reason])
+    return SeriesFile(path=name, decoded=None, exposure=None, records=[rec])
+
+
+@dataclass
+class SeriesFile:
+    """One file of a set, as :func:`decode_series` yields it.
+
+    Attributes
+    ----------
+    path : str
+        The file as given (or found in a folder).
+    decoded : DecodedFile or None
+        Its frames with every reason, the sequence's included; None when it could not be
+        read.
+    exposure : int or None
+        The exposure (ns) its stamps were checked against.
+    records : list of DecodedFrame
+        ``error`` records that follow its frames: the file unreadable, or its missing tail.
+    """
+
+    path: str
+    decoded: DecodedFile | None
+    exposure: int | None
+    records: list[DecodedFrame]
+
+    @property
+    def error(self) -> str | None:
+        """Why the file could not be read (None when it was)."""
+        return None if self.decoded is not None else "; ".join(self.records[0].reasons)
+
+    @property
+    def present(self) -> NDArray[np.intp]:
+        if self.decoded is None:
+            return np.zeros(0, dtype=np.intp)
+        return np.flatnonzero(self.decoded.scan.present)
+
+    def emit(self) -> Iterator[DecodedFrame]:
+        """Its records frame by frame (as :func:`decode_paths` reports them)."""
+        if self.decoded is not None:
+            for rec in self.decoded.frames():
+                rec.file = self.path
+                yield rec
+        yield from self.records
+
+
+class _FitsSeries:
+    """Single-frame FITS files given one after another: one sequence, checked as it comes.
+
+    Files are held until the two frames after them are decoded (what the checks look at),
+    then reported in the order given; the two before stay as context.
+    """
+
+    CONTEXT = 2
+    BATCH = 64
+
+    def __init__(self) -> None:
+        self.items: list[SeriesFile] = []
+        self.done = 0  # items[:done] are reported already (kept as context)
+
+    def add(self, item: SeriesFile) -> Iterator[SeriesFile]:
+        if not self.items and item.decoded is None:
+            yield item  # an error outside a series is reported at once
+            return
+        self.items.append(item)
+        if len(self.items) - self.done >= self.BATCH + 2 * self.CONTEXT:
+            yield from self._emit(final=False)
+
+    def flush(self) -> Iterator[SeriesFile]:
+        yield from self._emit(final=True)
+        self.items, self.done = [], 0
+
+    def _split(self, count: int, from_end: bool) -> int:
+        """Index leaving ``count`` items with a block after it (or before it)."""
+        seen = 0
+        order = range(len(self.items) - 1, -1, -1) if from_end else range(len(self.items))
+        for k in order:
+            if self.items[k].present.size:
+                seen += 1
+                if seen == count:
+                    return k if from_end else k + 1
+        return 0 if from_end else len(self.items)
+
+    def _emit(self, final: bool) -> Iterator[SeriesFile]:
+        items = self.items
+        upto = len(items) if final else self._split(self.CONTEXT, from_end=True)
+        if upto <= self.done:
+            return
+        self._check(items, self.done, upto)
+        yield from items[self.done : upto]
+        keep, seen = upto, 0
+        while keep > 0 and seen < self.CONTEXT:
+            keep -= 1
+            seen += bool(items[keep].present.size)
+        self.items = items[keep:]
+        self.done = upto - keep
+
+    @staticmethod
+    def _check(items: list[SeriesFile], lo: int, hi: int) -> None:
+        """Add the sequence reasons to the frames of ``items[lo:hi]`` (the rest is context)."""
+        where: list[tuple[DecodedFile, int, bool]] = []
+        fields: dict[str, list[NDArray[np.int64]]] = {k: [] for k in FIELD_NAMES}
+        times: dict[str, list[NDArray[np.int64]]] = {k: [] for k in STAMP_NAMES}
+        exposure: list[int] = []
+        for k, item in enumerate(items):
+            idx = item.present
+            if item.decoded is None or not idx.size:
                 continue
-        for rec in decoded.frames():
-            rec.file = name
-            yield rec
-        previous = decoded.last_sequence_key() or previous
-        if decoded.truncation is not None:
-            yield DecodedFrame(
-                file=name,
-                frame=decoded.truncation.complete_frames,
-                status=STATUS_ERROR,
-                reasons=[decoded.truncation.reason],
-            )
+            d = item.decoded
+            for name in FIELD_NAMES:
+                fields[name].append(d.scan.blocks.field(name)[idx])
+            for name in STAMP_NAMES:
+                times[name].append(d.unix_ns[name][idx])
+            exposure.extend([item.exposure or 0] * idx.size)
+            where.extend((d, int(i), lo <= k < hi) for i in idx)
+        if not where:
+            return
+        blocks = GpsBlockArray({k: np.concatenate(v) for k, v in fields.items()})
+        ns = {k: np.concatenate(v) for k, v in times.items()}
+        runs = run_ids(blocks.sequence, blocks.width, blocks.height)
+        lone = np.bincount(runs)[runs] == 1
+        exp = np.asarray(exposure, dtype=np.int64)
+        found = Sparse()
+        found.merge(_sequence_reasons(blocks.sequence, blocks.width, blocks.height))
+        found.merge(_consistency_reasons(blocks, ns, exp, regular=False))
+        found.merge(_lone_span_reasons(ns, exp, lone))
+        for j, extra in found.items():
+            d, i, report = where[j]
+            if report:
+                d.reasons[i] = sort_reasons(d.reasons[i] + extra)

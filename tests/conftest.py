@@ -95,3 +95,17 @@ def make_block(**kw: Any) -> GpsBlock:
     )
     base.update(kw)
     return GpsBlock(**base)
+
+
+def make_series_block(i: int, **kw: Any) -> GpsBlock:
+    """Frame ``i`` of a plausible sequence: :func:`make_block`'s stamps advanced by ``i`` x
+    4,000,000 ticks (~0.4 s) and its sequence number by ``i``; overridable."""
+    pps = int(kw.get("pps_count", 9999612))
+
+    def at(s: Stamp) -> Stamp:
+        total = s.ticks + i * 4_000_000
+        return Stamp(s.flag, s.seconds + total // pps, total % pps)
+
+    base = make_block()
+    stamps = {name: at(getattr(base, name)) for name in ("start", "end", "now")}
+    return make_block(**{"sequence": 1000 + i, **stamps, **kw})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import pickle
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +12,14 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from qhytime.decode import decode_file, decode_reader
+from qhytime.decode import decode_file, decode_paths, decode_reader
 from qhytime.errors import FrameReadError, QhytimeError, TruncatedFileError
 from qhytime.gpsblock import GpsBlock, Stamp, embed_block
 from qhytime.readers import (
     ArrayReader,
     FitsReader,
     SerReader,
+    expand_paths,
     frames_from_buffer,
     open_frames,
     write_ser,
@@ -24,14 +27,14 @@ from qhytime.readers import (
 from qhytime.readers.serfile import HEADER_SIZE, dotnet_ticks_to_unix_ns
 from qhytime.validity import reason_code
 
-from conftest import make_block
+from conftest import make_block, make_series_block
 
 
 def _stack(n: int, h: int = 12, w: int = 64, dtype: Any = np.uint16, seq0: int = 100) -> np.ndarray:
     rng = np.random.default_rng(1)
     stack = rng.integers(0, 4000, size=(n, h, w)).astype(dtype)
     for i in range(n):
-        embed_block(stack[i], make_block(sequence=seq0 + i, width=w, height=h))
+        embed_block(stack[i], make_series_block(i, sequence=seq0 + i, width=w, height=h))
     return stack
 
 
@@ -294,3 +297,298 @@ def test_errors_pickle_and_have_builtin_bases() -> None:
 def test_block_block_equality_helper() -> None:
     blk = make_block()
     assert GpsBlock.from_bytes(blk.to_bytes()).start == Stamp(0x33, 940815891, 7300584)
+
+
+# -- compressed FITS ------------------------------------------------------------------------
+
+
+def _reference_image(data_dir: Path) -> tuple[np.ndarray, fits.Header]:
+    with fits.open(data_dir / "fits16_000.fits") as hdul:
+        return np.asarray(hdul[0].data).copy(), hdul[0].header.copy()
+
+
+@pytest.mark.parametrize("ctype", ["RICE_1", "GZIP_2", "HCOMPRESS_1"])
+def test_tile_compressed_fits_reads_bit_exact(
+    tmp_path: Path, data_dir: Path, truth: dict[str, Any], ctype: str
+) -> None:
+    img, hdr = _reference_image(data_dir)
+    path = tmp_path / "c.fits.fz"
+    fits.CompImageHDU(img, header=hdr, compression_type=ctype).writeto(path)
+    with open_frames(path) as r:
+        assert isinstance(r, FitsReader) and r.compression == ctype
+        assert (len(r), r.width, r.height, r.bit_depth) == (1, 320, 96, 16)
+        assert np.array_equal(r.image(0), img) and r.image(0).dtype == np.uint16
+        assert r.metadata(0)["EXPTIME"] == 0.25 and r.header["NAXIS1"] == 320
+        d = decode_reader(r)
+    (t,) = [x for x in truth["frames"] if x["file"] == "fits16_000.fits"]
+    rec = d.frame(0)
+    assert rec.status == "ok", rec.reasons
+    for s in ("start", "end", "now"):
+        assert rec.stamps[s].unix_ns == t[s]["unix_ns"]
+
+
+def test_tile_compressed_cube_and_lossy_compression(tmp_path: Path) -> None:
+    stack = _stack(3)
+    fits.CompImageHDU(stack, compression_type="RICE_1").writeto(tmp_path / "cube.fits")
+    d = decode_file(tmp_path / "cube.fits")
+    assert d.scan.blocks.sequence.tolist() == [100, 101, 102] and all(not r for r in d.reasons)
+    lossy = fits.CompImageHDU(
+        stack[0].astype(np.int32), compression_type="HCOMPRESS_1", hcomp_scale=4.0
+    )
+    lossy.writeto(tmp_path / "lossy.fits")
+    (rec,) = list(decode_file(tmp_path / "lossy.fits").frames())
+    assert rec.status == "invalid" and rec.block is None
+
+
+def test_gzip_fits_reads_the_reference_frame(
+    tmp_path: Path, data_dir: Path, truth: dict[str, Any]
+) -> None:
+    path = tmp_path / "f.fits.gz"
+    path.write_bytes(gzip.compress((data_dir / "fits16_000.fits").read_bytes()))
+    img, _ = _reference_image(data_dir)
+    with open_frames(path) as r:
+        assert r.compression == "gzip" and np.array_equal(r.image(0), img)
+        d = decode_reader(r)
+    (t,) = [x for x in truth["frames"] if x["file"] == "fits16_000.fits"]
+    assert d.frame(0).status == "ok"
+    assert d.frame(0).stamps["end"].utc == t["end"]["utc"]
+
+
+def test_gzip_cube_truncated_keeps_complete_frames(tmp_path: Path) -> None:
+    stack = _stack(4)
+    fits.PrimaryHDU(stack).writeto(tmp_path / "cube.fits")
+    raw = (tmp_path / "cube.fits").read_bytes()
+    # a gzip stream cut after 2.5 frames of data: frames 0 and 1 are complete
+    cut = gzip.compress(raw)
+    whole = tmp_path / "cube.fits.gz"
+    whole.write_bytes(cut)
+    with open_frames(whole) as r:
+        assert len(r) == 4 and r.truncation is None
+        assert np.array_equal(r.image(3), stack[3]) and np.array_equal(r.image(1), stack[1])
+    short = gzip.compress(raw[: 2880 + int(2.5 * 12 * 64 * 2)])
+    (tmp_path / "short.fits.gz").write_bytes(short[: len(short) - 20])  # no gzip trailer
+    recs = list(decode_paths([tmp_path / "short.fits.gz"]))
+    assert [r.status for r in recs] == ["ok", "ok", "error"]
+    assert "frames 2..3 are missing" in recs[-1].reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [(b"hello world" * 10, "holds neither FITS nor SER"),
+     (b"LUCAM-RECORDER" + bytes(200), "decompress it first")],
+)  # fmt: skip
+def test_gzip_of_something_else_is_refused(tmp_path: Path, content: bytes, words: str) -> None:
+    p = tmp_path / "x.fits.gz"
+    p.write_bytes(gzip.compress(content))
+    with pytest.raises(FrameReadError, match=words) as info:
+        open_frames(p)
+    assert str(p) in str(info.value)
+
+
+def test_damaged_gzip_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "x.fits.gz"
+    p.write_bytes(b"\x1f\x8b" + bytes(range(100)))
+    with pytest.raises(FrameReadError, match="cannot be decompressed"):
+        open_frames(p)
+
+
+def test_image_in_an_extension_and_hdu_choice(tmp_path: Path) -> None:
+    stack = _stack(1)
+    hdul = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(stack[0], name="SCI")])
+    hdul.writeto(tmp_path / "ext.fits")
+    with FitsReader(tmp_path / "ext.fits") as r:
+        assert r.block_bytes().shape == (1, 44) and np.array_equal(r.image(0), stack[0])
+    with pytest.raises(FrameReadError, match="HDU 0 holds no 2-D or 3-D image"):
+        FitsReader(tmp_path / "ext.fits", hdu=0)
+    with pytest.raises(FrameReadError, match="no HDU 5"):
+        FitsReader(tmp_path / "ext.fits", hdu=5)
+
+
+@pytest.mark.parametrize(
+    ("bitpix", "bzero", "bscale", "dtype"),
+    [(8, 0, 1, np.uint8), (16, 0, 1, np.int16), (16, 32768, 1, np.uint16), (32, 0, 1, np.int32),
+     (-32, 0, 1, np.float32), (16, 100, 2, np.float32)],
+)  # fmt: skip
+def test_pixel_values_as_astropy_gives_them(
+    tmp_path: Path, bitpix: int, bzero: int, bscale: int, dtype: Any
+) -> None:
+    rng = np.random.default_rng(3)
+    stored = {8: ">u1", 16: ">i2", 32: ">i4", -32: ">f4"}[bitpix]
+    raw = rng.integers(0, 120, size=(6, 40)).astype(stored)
+    hdu = fits.PrimaryHDU(raw)
+    hdu.header["BZERO"], hdu.header["BSCALE"] = bzero, bscale
+    hdu.writeto(tmp_path / "p.fits", output_verify="silentfix")
+    want = fits.getdata(tmp_path / "p.fits")
+    with FitsReader(tmp_path / "p.fits") as r:
+        got = r.image(0)
+        assert got.dtype == np.dtype(dtype) == want.dtype.newbyteorder("=")
+        assert np.array_equal(got, want)
+        if bscale != 1:
+            assert r.pixel_block_problem() is not None and "scaled" in r.pixel_block_problem()
+
+
+# -- header values checked before use ---------------------------------------------------
+
+
+def _edit_card(src: Path, dst: Path, key: str, value: str) -> Path:
+    """Replace (or add before END) one card of the primary header, as raw text."""
+    b = bytearray(src.read_bytes())
+    card = f"{key:<8}= {value}".ljust(80).encode()
+    for i in range(0, 2880, 80):
+        if b[i : i + 8].decode().strip() == key:
+            b[i : i + 80] = card
+            break
+    else:
+        i = bytes(b).index(b"END     ")
+        b[i + 80 : i + 160] = b[i : i + 80]
+        b[i : i + 80] = card
+    dst.write_bytes(bytes(b))
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [("BITPIX", "0", "BITPIX = 0 is not one of 8, 16"),
+     ("BITPIX", "-1", "BITPIX = -1 is not one of"),
+     ("BZERO", "'abc'", "BZERO = 'abc' is not a finite number"),
+     ("BZERO", "1.0E999", "BZERO = inf is not a finite number"),
+     ("BSCALE", "0", "BSCALE = 0"),
+     ("NAXIS1", "-1", "NAXIS1 = -1 is outside 0..16777216"),
+     ("NAXIS1", "100000000000", "NAXIS1 = 100000000000 is outside"),
+     ("NAXIS", "F", "NAXIS = False is not a whole number"),
+     ("NAXIS", "400000000", "NAXIS = 400000000 is outside 0..999"),
+     ("NAXIS", "1000", "NAXIS = 1000 is outside 0..999"),
+     ("NAXIS2", "'wide'", "NAXIS2 = 'wide' is not a whole number"),
+     ("ROWORDER", "'TOP-DOWN", "header card ROWORDER cannot be parsed"),
+     ("ROWORDER", "'SIDEWAYS'", "ROWORDER = 'SIDEWAYS' is not TOP-DOWN or BOTTOM-UP"),
+     ("ROWORDER", "7", "ROWORDER = 7 is not TOP-DOWN or BOTTOM-UP"),
+     ("EXPTIME", "'abc'", "EXPTIME = 'abc' is not an exposure in seconds"),
+     ("EXPTIME", "-1.0", "EXPTIME = -1.0 is not an exposure"),
+     ("XBINNING", "0", "XBINNING = 0 is not a binning factor 1..64"),
+     ("XBINNING", "1000000000", "XBINNING = 1000000000 is not a binning factor"),
+     ("XBINNING", "2.5", "XBINNING = 2.5 is not a binning factor"),
+     ("CROPOFFY", "-3", "CROPOFFY = -3 is not a crop origin"),
+     ("QHY_LP", "0", "QHY_LP = 0 is not a line period"),
+     ("READOUTM", "5", "READOUTM = 5 is not a readout mode name")],
+)  # fmt: skip
+def test_damaged_header_values_are_clear_errors(
+    tmp_path: Path, data_dir: Path, key: str, value: str, words: str
+) -> None:
+    p = _edit_card(data_dir / "fits16_000.fits", tmp_path / "bad.fits", key, value)
+    with pytest.raises(FrameReadError) as info:
+        open_frames(p)
+    assert words in str(info.value) and str(p) in str(info.value)
+    (rec,) = list(decode_paths([p]))
+    assert rec.status == "error" and words in rec.reasons[0]
+
+
+def test_header_without_end_or_cut_short(tmp_path: Path, data_dir: Path) -> None:
+    raw = (data_dir / "fits16_000.fits").read_bytes()
+    no_end = raw.replace(b"END" + b" " * 77, b"COMMENT".ljust(80))
+    (tmp_path / "noend.fits").write_bytes(no_end)
+    with pytest.raises(FrameReadError, match="no END card"):
+        open_frames(tmp_path / "noend.fits")
+    hdul = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(_stack(1)[0])])
+    hdul.writeto(tmp_path / "ext.fits")
+    cut = (tmp_path / "ext.fits").read_bytes()[: 2880 + 1000]
+    (tmp_path / "cut.fits").write_bytes(cut)
+    with pytest.raises(FrameReadError, match="ends inside the header of HDU 1"):
+        open_frames(tmp_path / "cut.fits")
+
+
+def test_absurd_cube_is_truncated_not_allocated(tmp_path: Path, data_dir: Path) -> None:
+    p = _edit_card(data_dir / "fits16_000.fits", tmp_path / "a.fits", "NAXIS", "3")
+    p = _edit_card(p, tmp_path / "b.fits", "NAXIS3", "2000000000")
+    with open_frames(p) as r:  # 2e9 frames of 61440 bytes announced: 1 present
+        assert len(r) == 1 and r.declared_frames == 2_000_000_000
+        assert r.truncation is not None and "frames 1..1999999999 are missing" in r.truncation.reason
+
+
+def test_checked_metadata_types(tmp_path: Path, data_dir: Path) -> None:
+    p = _edit_card(data_dir / "fits16_000.fits", tmp_path / "a.fits", "XBINNING", "2.0")
+    p = _edit_card(p, tmp_path / "b.fits", "QHYSTRM", "'live'")
+    with open_frames(p) as r:
+        meta = r.metadata(0)
+        assert meta["XBINNING"] == 2 and isinstance(meta["XBINNING"], int)
+        assert meta["QHYSTRM"] == "live" and r.exposure_ns == 250_000_000
+
+
+# -- SER header values --------------------------------------------------------------------
+
+
+def _ser_field(src: Path, dst: Path, offset: int, value: int) -> Path:
+    b = bytearray(src.read_bytes())
+    b[offset : offset + 4] = struct.pack("<i", value)
+    dst.write_bytes(bytes(b))
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "words"),
+    [(18, 7, "ColorID 7 is not a SER colour code"),
+     (22, 5, "LittleEndian 5 is neither 0 nor 1"),
+     (26, -5, "ImageWidth -5 is outside"),
+     (26, 10**9, "ImageWidth 1000000000 is outside"),
+     (30, 0, "ImageHeight 0 is outside"),
+     (34, 0, "PixelDepthPerPlane 0 is outside 1..16"),
+     (34, 17, "PixelDepthPerPlane 17 is outside 1..16"),
+     (38, -1, "FrameCount -1 is negative"),
+     (38, 0, "the header announces 0 frames but the file holds")],
+)  # fmt: skip
+def test_damaged_ser_header_is_a_clear_error(
+    tmp_path: Path, data_dir: Path, offset: int, value: int, words: str
+) -> None:
+    p = _ser_field(data_dir / "video16.ser", tmp_path / "bad.ser", offset, value)
+    with pytest.raises(FrameReadError, match=words) as info:
+        open_frames(p)
+    assert str(p) in str(info.value)
+
+
+def test_ser_pixel_depth_lie_flags_every_frame(tmp_path: Path, data_dir: Path) -> None:
+    # PixelDepth 8 on 16-bit data: frame 6 would be frame 3's block, "ok" with no error
+    p = _ser_field(data_dir / "video16.ser", tmp_path / "d8.ser", 34, 8)
+    d = decode_file(p)
+    assert len(d) == 25 and not d.ok.any()
+    assert all("file_structure" in [reason_code(x) for x in r] for r in d.reasons)
+    assert any("PixelDepthPerPlane 8 is wrong" in x for x in d.reasons[6])
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "code"),
+    [(38, 24, "file_structure"), (26, 479, "file_structure"), (30, 39, "file_structure"),
+     (30, 41, "no_gps_block")],  # 41 rows: the file reads as truncated, no frame matches
+)  # fmt: skip
+def test_ser_size_must_match_the_header(
+    tmp_path: Path, data_dir: Path, offset: int, value: int, code: str
+) -> None:
+    p = _ser_field(data_dir / "video16.ser", tmp_path / "s.ser", offset, value)
+    d = decode_file(p)
+    assert len(d) and not d.ok.any()
+    assert all(code in [reason_code(x) for x in r] for r in d.reasons)
+
+
+def test_ser_endianness_flag_does_not_change_the_times(
+    tmp_path: Path, data_dir: Path, truth: dict[str, Any]
+) -> None:
+    p = _ser_field(data_dir / "video16.ser", tmp_path / "le0.ser", 22, 0)
+    d = decode_file(p)
+    want = [t["end"]["unix_ns"] for t in truth["frames"] if t["file"] == "video16.ser"]
+    assert d.ok.all() and d.unix_ns["end"].tolist() == want
+
+
+# -- folders --------------------------------------------------------------------------------
+
+
+def test_expand_paths_and_folders_in_decode_paths(tmp_path: Path, data_dir: Path) -> None:
+    for name in ("fits16_001.fits", "fits16_000.fits"):
+        (tmp_path / name).write_bytes((data_dir / name).read_bytes())
+    (tmp_path / "notes.txt").write_text("not a frame")
+    (tmp_path / "empty").mkdir()
+    assert expand_paths([tmp_path]) == [str(tmp_path / "fits16_000.fits"), str(tmp_path / "fits16_001.fits")]
+    recs = list(decode_paths([tmp_path, tmp_path / "empty"]))
+    assert [(Path(r.file).name, r.status) for r in recs] == [
+        ("fits16_000.fits", "ok"), ("fits16_001.fits", "ok"), ("empty", "error")
+    ]
+    assert "holds no FITS or SER files" in recs[-1].reasons[0]
+    with pytest.raises(FrameReadError, match="is a folder"):
+        open_frames(tmp_path)

@@ -146,3 +146,21 @@ def test_unexpected_failure_of_one_file_does_not_end_the_batch(
     assert recs[2].reasons == [
         "sequence_gap: 1 frame(s) missing before sequence 1002 (previous 1000)"
     ]
+
+
+def test_ser_after_ser_starts_a_new_sequence(data_dir: Path) -> None:
+    # each multi-frame file is a sequence of its own: frame 0 of the second copy is not
+    # "backwards" from the first's frame 24
+    recs = list(decode_paths([data_dir / "video16.ser", data_dir / "video16.ser"]))
+    assert len(recs) == 50 and all(r.status == "ok" for r in recs)
+    # and a single-frame FITS after a SER is not compared with the SER either
+    recs = list(decode_paths([data_dir / "video16.ser", data_dir / "fits16_000.fits"]))
+    assert recs[-1].status == "ok" and recs[-1].reasons == []
+
+
+def test_single_frame_fits_in_order_are_one_sequence(data_dir: Path) -> None:
+    files = [data_dir / f"fits16_00{i}.fits" for i in (0, 1, 3, 2, 4)]
+    codes = [[reason_code(x) for x in r.reasons] for r in decode_paths(files)]
+    # 1001 -> 1003 is a gap (the frame keeps its time), 1003 -> 1002 goes backwards
+    assert codes[:3] == [[], [], ["sequence_gap"]]
+    assert "sequence_backwards" in codes[3]

@@ -8,8 +8,6 @@ from collections.abc import Iterable
 
 import click
 
-from qhytime.cli._common import expand_paths
-
 
 def _emit_table(records: Iterable[object]) -> Counter[str]:
     from qhytime.decode import DecodedFrame
@@ -37,22 +35,35 @@ def _emit_table(records: Iterable[object]) -> Counter[str]:
             line = f"{name:<28} {frame:>5} {'-':>9} {rec.status:<7}"
         click.echo(line)
         for reason in rec.reasons:
-            click.echo(f"{'':<28} {'':>5} {'':>9} ! {reason}")
+            # an error names the file in full (the column above may shorten it)
+            where = f"{rec.file}: " if rec.status == "error" else ""
+            click.echo(f"{'':<28} {'':>5} {'':>9} ! {where}{reason}")
     return counts
 
 
 def summary_line(counts: Counter[str]) -> str:
-    """``N frames: A ok, B invalid, C error`` (errors count files or file tails not read).
+    """``N frames: A ok, B invalid; C errors (...)``: errors are files, or file tails, that
+    could not be read (their frames are not counted).
 
     Examples
     --------
     >>> summary_line(Counter(ok=3, invalid=1))
-    '4 frames: 3 ok, 1 invalid, 0 error'
+    '4 frames: 3 ok, 1 invalid; 0 errors'
+    >>> summary_line(Counter(ok=1, error=1))
+    '1 frame: 1 ok, 0 invalid; 1 error (a file or file tail that could not be read)'
     """
-    total = sum(counts.values())
+    frames = counts["ok"] + counts["invalid"]
+    errors = counts["error"]
+    what = (
+        ""
+        if not errors
+        else " (a file or file tail that could not be read)"
+        if errors == 1
+        else " (files or file tails that could not be read)"
+    )
     return (
-        f"{total} frame{'s' if total != 1 else ''}: {counts['ok']} ok, "
-        f"{counts['invalid']} invalid, {counts['error']} error"
+        f"{frames} frame{'s' if frames != 1 else ''}: {counts['ok']} ok, "
+        f"{counts['invalid']} invalid; {errors} error{'s' if errors != 1 else ''}{what}"
     )
 
 
@@ -67,14 +78,16 @@ def summary_line(counts: Counter[str]) -> str:
 def decode(paths: tuple[str, ...], as_json: bool, nominal_clock: bool) -> None:
     """Decode the GPS block of every frame of FITS/SER files, with exact UTC times.
 
-    PATHS are files or folders (a folder stands for its FITS/SER files in name order).
-    Each frame gets a status: ok, invalid (with the reasons its time cannot be trusted)
-    or error (the file, or part of it, could not be read). The table ends with a summary
+    PATHS are FITS (also .fits.gz and tile-compressed), SER files or folders (a folder
+    stands for its FITS/SER files in name order). Each frame gets a status: ok, invalid
+    (with the reasons its time cannot be trusted) or error (the file, or part of it, could
+    not be read). Frames are checked against their sequence: the frames of one SER or FITS
+    cube, or single-frame FITS files in the order given. The table ends with a summary
     line. Exit code 1 when some file could not be read.
     """
     from qhytime.api import decode_paths
 
-    records = decode_paths(expand_paths(paths), nominal_clock=nominal_clock)
+    records = decode_paths(paths, nominal_clock=nominal_clock)
     if as_json:
         counts: Counter[str] = Counter()
         for rec in records:

@@ -23,6 +23,8 @@ class ArrayReader(FrameReader):
         What to call the source in messages.
     top_down : bool
         True when rows are stored top-down (block in the last row).
+    exposure_ns : int, optional
+        The frames' exposure, when known (used by the consistency checks).
 
     Examples
     --------
@@ -35,7 +37,12 @@ class ArrayReader(FrameReader):
     kind = "array"
 
     def __init__(
-        self, images: NDArray[Any], *, name: str = "<array>", top_down: bool = False
+        self,
+        images: NDArray[Any],
+        *,
+        name: str = "<array>",
+        top_down: bool = False,
+        exposure_ns: int | None = None,
     ) -> None:
         super().__init__(name)
         arr = np.asarray(images)
@@ -51,6 +58,7 @@ class ArrayReader(FrameReader):
             )
         self._arr = arr
         self._top_down = top_down
+        self._exposure_ns = exposure_ns
         self._n = self._declared = int(arr.shape[0])
         self._height, self._width = int(arr.shape[1]), int(arr.shape[2])
         self._depth = 8 * arr.dtype.itemsize
@@ -58,6 +66,10 @@ class ArrayReader(FrameReader):
     @property
     def stored_top_down(self) -> bool:
         return self._top_down
+
+    @property
+    def exposure_ns(self) -> int | None:
+        return self._exposure_ns
 
     def block_bytes(self, *, last_row: bool = False) -> NDArray[np.uint8]:
         return block_bytes_from_rows(self._arr[:, -1 if last_row else 0, :])

@@ -150,6 +150,16 @@ class FrameReader(ABC):
         """Why this file's pixels cannot hold a block at all (e.g. float data), or None."""
         return None
 
+    def structure_problem(self) -> str | None:
+        """A ``file_structure`` reason when the file's layout contradicts its header (every
+        frame's time is then suspect), or None."""
+        return None
+
+    @property
+    def exposure_ns(self) -> int | None:
+        """The exposure the file gives (checked), in ns; None when it gives none."""
+        return None
+
     def keyword_blocks(self) -> list[tuple[GpsBlock, str] | None]:
         """Blocks rebuilt from header keywords, per frame (None where there are none)."""
         return [None] * len(self)

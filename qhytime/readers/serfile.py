@@ -8,6 +8,14 @@ time per frame (.NET ticks: 100 ns since 0001-01-01).
 The ``LittleEndian`` flag is written inverted by some programs, so for 16-bit data the
 byte order is decided by which order yields a GPS block whose width/height fields match
 the header; the flag decides only when no frame holds a block.
+
+Every header value is checked before use: ColorID a SER colour code, LittleEndian 0 or 1,
+width and height 1..:data:`MAX_SIDE`, PixelDepthPerPlane 1..16, FrameCount >= 0 (a damaged
+one is a :class:`~qhytime.errors.FrameReadError`). The file's size must then be header +
+frames x frame bytes, with or without the 8-byte-per-frame time trailer: a file shorter
+than that is truncated (its complete frames stay good); any other size means the header
+does not describe the data (e.g. ``PixelDepth`` 8 on 16-bit data, where frame 6 would read
+frame 3's block), and every frame gets a ``file_structure`` reason.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ COLOR_NAMES = {
     100: "RGB", 101: "BGR",
 }  # fmt: skip
 _HEADER = struct.Struct("<14s7i40s40s40sqq")
+MAX_SIDE = 1 << 20
+"""Widest or tallest SER frame accepted (1,048,576 pixels): more is a damaged header."""
 
 
 def dotnet_ticks_to_unix_ns(ticks: Any) -> Any:
@@ -105,10 +115,7 @@ class SerReader(FrameReader):
             )
         (_, self.lu_id, self.color_id, self.little_endian_flag, w, h, depth, count,
          observer, instrument, telescope, t_local, t_utc) = _HEADER.unpack(head)  # fmt: skip
-        if w <= 0 or h <= 0 or not 1 <= depth <= 16 or count < 0:
-            raise FrameReadError(
-                f"inconsistent SER header: {w}x{h}, {depth} bits, {count} frames", path=self.path
-            )
+        self._check_header(w, h, depth, count)
         self._width, self._height, self._depth = int(w), int(h), int(depth)
         self.observer = observer.rstrip(b"\0").decode("latin-1")
         self.instrument = instrument.rstrip(b"\0").decode("latin-1")
@@ -117,9 +124,11 @@ class SerReader(FrameReader):
         self.planes = 3 if self.color_id >= 100 else 1
         self.bytes_per_sample = 1 if depth <= 8 else 2
         self.frame_bytes = w * h * self.planes * self.bytes_per_sample
+        self.file_size = size
         self._declared = int(count)
         available = (size - HEADER_SIZE) // self.frame_bytes
         self._n = int(min(available, count))
+        self._structure = self._structure_check(size, count)
         if self._n < count:
             partial = (size - HEADER_SIZE) - self._n * self.frame_bytes
             self.truncation = TruncatedFileError(
@@ -130,6 +139,12 @@ class SerReader(FrameReader):
                 frame=self._n,
                 complete_frames=self._n,
                 declared_frames=int(count),
+            )
+        elif count == 0 and self._structure is not None:
+            raise FrameReadError(
+                f"the header announces 0 frames but the file holds {size - HEADER_SIZE} bytes "
+                "after the header: the frame count is damaged",
+                path=self.path,
             )
         trailer_at = HEADER_SIZE + count * self.frame_bytes
         self.has_trailer = self._n == count and size >= trailer_at + 8 * count and count > 0
@@ -144,6 +159,57 @@ class SerReader(FrameReader):
         self._little_endian = little_endian
         if self.bytes_per_sample == 1:
             self._little_endian = True  # irrelevant for 8-bit data
+
+    # -- header and structure ----------------------------------------------------------
+    def _check_header(self, w: int, h: int, depth: int, count: int) -> None:
+        """Every header value qhytime uses, checked before use."""
+        problems = []
+        if self.color_id not in COLOR_NAMES:
+            problems.append(f"ColorID {self.color_id} is not a SER colour code")
+        if self.little_endian_flag not in (0, 1):
+            problems.append(f"LittleEndian {self.little_endian_flag} is neither 0 nor 1")
+        if not 1 <= w <= MAX_SIDE:
+            problems.append(f"ImageWidth {w} is outside 1..{MAX_SIDE}")
+        if not 1 <= h <= MAX_SIDE:
+            problems.append(f"ImageHeight {h} is outside 1..{MAX_SIDE}")
+        if not 1 <= depth <= 16:
+            problems.append(f"PixelDepthPerPlane {depth} is outside 1..16")
+        if count < 0:
+            problems.append(f"FrameCount {count} is negative")
+        if problems:
+            raise FrameReadError(
+                "damaged SER header: " + "; ".join(problems) + ": the file cannot be read safely",
+                path=self.path,
+            )
+
+    def _structure_check(self, size: int, count: int) -> str | None:
+        """SER size = header + frames x frame bytes (+ 8 bytes per frame of trailer)."""
+        data = size - HEADER_SIZE
+        body = count * self.frame_bytes
+        if data < body and not self._other_layout(size, count):
+            return None  # truncated: the complete frames stay good
+        if data in (body, body + 8 * count):
+            return None
+        hint = self._other_layout(size, count)
+        return (
+            f"file_structure: the file holds {data} bytes after the header, but "
+            f"{count} frames of {self._width}x{self._height}x{self.planes} samples of "
+            f"{self.bytes_per_sample} byte(s) take {body} (+ {8 * count} for the time trailer)"
+            + (f"; {hint}" if hint else "")
+            + ": the header does not describe the data, every frame's block and time is suspect"
+        )
+
+    def _other_layout(self, size: int, count: int) -> str | None:
+        """Which header value would make the size fit, if one would."""
+        data = size - HEADER_SIZE
+        px = self._width * self._height * self.planes
+        for bps in (1, 2):
+            if bps != self.bytes_per_sample and count and data in (count * px * bps, count * (px * bps + 8)):
+                return f"the size fits {8 * bps}-bit samples: PixelDepthPerPlane {self._depth} is wrong"
+        return None
+
+    def structure_problem(self) -> str | None:
+        return self._structure
 
     # -- byte order --------------------------------------------------------------------
     @property
