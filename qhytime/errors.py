@@ -96,3 +96,22 @@ class RowModelError(_FieldError, ValueError):
 
 class LedFitError(_FieldError, ValueError):
     """An LED scan cannot be fitted (no lit band, saturated band, pulse longer than exposure)."""
+
+
+class OccultationError(_FieldError, ValueError):
+    """A light curve or an event fit cannot be made (aperture outside the frame, no event)."""
+
+
+class OrbitError(_FieldError, ValueError):
+    """A TLE cannot be read or used for the orbit check (bad lines or checksum, an element set
+    sgp4 rejects, the ``sat`` extra missing)."""
+
+
+class OutputError(_FieldError, OSError):
+    """An output file cannot be written (disk full, no permission, the output is the source);
+    nothing was written under its name. ``path`` is the input it was made from."""
+
+
+class NotIndexedError(_FieldError, LookupError):
+    """A frame, file or alert asked of the frame timing index is not in it (``path``: the
+    file asked for, when one was)."""

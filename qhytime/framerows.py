@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,36 @@ if TYPE_CHECKING:
 MAX_EXPOSURE_NS = 86_400 * 1_000_000_000
 """Longest exposure accepted (one day): a longer one is a header error."""
 
+NOW_SPREAD_WARN_NS = 1_000_000
+"""A now stamp that wanders against the end stamp by more than this within a file is warned
+about when a calibration is measured from it (:class:`ReferenceStampWarning`)."""
+
+
+class ReferenceStampWarning(UserWarning):
+    """The calibration's reference stamp varies against the file's other stamps by more than a
+    millisecond: its times carry that variation, and damage of that size cannot be caught."""
+
+
+def _warn_if_now_wanders(decoded: DecodedFile, reference: str, path: str) -> None:
+    if reference != "now" or len(decoded) < 3:
+        return
+    ok = np.array([not r for r in decoded.reasons], dtype=bool) & decoded.scan.present
+    if ok.sum() < 3:
+        return
+    delay = (decoded.unix_ns["now"] - decoded.unix_ns["end"])[ok]
+    spread = int(delay.max() - delay.min())
+    if spread > NOW_SPREAD_WARN_NS:
+        warnings.warn(
+            ReferenceStampWarning(
+                f"{path}: the calibration measures offset0 from the now stamp, which follows the "
+                f"end stamp by {delay.min() / 1e6:.3f}..{delay.max() / 1e6:.3f} ms in this file "
+                "(it varies from frame to frame): the row times carry that variation, and a "
+                "damaged now stamp cannot be caught below ~10 ms. For sub-millisecond work, "
+                "calibrate from the end stamp (qhytime ledcal --reference end)"
+            ),
+            stacklevel=3,
+        )
+
 
 def _int_key(meta: Mapping[str, Any], *keys: str) -> int | None:
     for k in keys:
@@ -54,11 +85,30 @@ def _int_key(meta: Mapping[str, Any], *keys: str) -> int | None:
     return None
 
 
+def own_int_key(meta: Mapping[str, Any], own: str | None, standard: str) -> int | None:
+    """A whole number >= 0 from qhytime's own keyword ``own`` when the file has it (a stamped
+    file keeps there what its source said; ``'unknown'`` gives None), else from ``standard``.
+
+    Examples
+    --------
+    >>> own_int_key({"QT_CROPY": 37, "CROPOFFY": 19}, "QT_CROPY", "CROPOFFY")
+    37
+    >>> own_int_key({"QT_CROPY": "unknown", "CROPOFFY": 19}, "QT_CROPY", "CROPOFFY") is None
+    True
+    >>> own_int_key({"CROPOFFY": 19}, "QT_CROPY", "CROPOFFY")
+    19
+    """
+    if own is not None and own in meta:
+        return _int_key(meta, own)
+    return _int_key(meta, standard)
+
+
 def exposure_ns_from_metadata(meta: Mapping[str, Any]) -> int | None:
     """Exposure in ns from ``QHY_EXP`` (the SDK's actual exposure), else ``EXPTIME``/``EXPOSURE``.
 
-    Values that are not finite, not positive or longer than a day are ignored (the next
-    keyword is tried).
+    A stamped file's ``QT_EXPNS`` (the exact exposure its source gave, ``'unknown'`` when
+    none) comes first. Values that are not finite, not positive or longer than a day are
+    ignored (the next keyword is tried).
 
     Examples
     --------
@@ -68,7 +118,17 @@ def exposure_ns_from_metadata(meta: Mapping[str, Any]) -> int | None:
     345560
     >>> exposure_ns_from_metadata({"QHY_EXP": float("nan"), "EXPTIME": 1e30}) is None
     True
+    >>> exposure_ns_from_metadata({"QT_EXPNS": 250000001, "QHY_EXP": 0.3})
+    250000001
+    >>> exposure_ns_from_metadata({"QT_EXPNS": "unknown", "QHY_EXP": 0.3}) is None
+    True
     """
+    own = meta.get("QT_EXPNS")
+    if isinstance(own, str) and own.strip().lower() == "unknown":
+        return None
+    ns_own = _int_key(meta, "QT_EXPNS")
+    if ns_own is not None and 0 < ns_own <= MAX_EXPOSURE_NS:
+        return ns_own
     for key in ("QHY_EXP", "EXPTIME", "EXPOSURE"):
         v = meta.get(key)
         if v is None or isinstance(v, str | bool):
@@ -86,19 +146,23 @@ def setting_from_reader(reader: FrameReader, index: int = 0) -> Setting:
     """The camera setting a frame was taken with, from the file's keywords.
 
     Missing keywords take defaults: ``INSTRUME`` unknown, readout mode unknown, crop 0,
-    binning 1, USB_TRAFFIC 0; stream mode ``single`` for FITS and ``live`` for SER.
+    binning 1, USB_TRAFFIC 0; stream mode ``single`` for FITS and ``live`` for SER. In a
+    stamped file, qhytime's own ``QT_MODE``, ``QT_CROPX``, ``QT_CROPY`` and ``QT_BIN`` (what
+    its source said) come before ``READOUTM``, ``CROPOFFX``/``CROPOFFY`` (written in the
+    binned units Siril reads) and ``XBINNING``, so a stamped file has its source's setting.
     """
     meta = reader.metadata(index)
-    binning = _int_key(meta, "XBINNING") or 1
-    mode = str(meta.get("READOUTM") or "unknown").strip() or "unknown"
+    binning = own_int_key(meta, "QT_BIN", "XBINNING") or 1
+    mode_key = "QT_MODE" if "QT_MODE" in meta else "READOUTM"
+    mode = str(meta.get(mode_key) or "unknown").strip() or "unknown"
     stream = str(meta.get("QHYSTRM") or ("live" if reader.kind == "ser" else "single")).lower()
     camera = str(meta.get("INSTRUME") or getattr(reader, "instrument", "") or "unknown").strip()
     return Setting(
         camera_model=camera or "unknown",
         readout_mode=mode,
         is_2cms="2CMS" in mode.upper(),
-        roi_x=_int_key(meta, "CROPOFFX") or 0,
-        roi_y=_int_key(meta, "CROPOFFY") or 0,
+        roi_x=own_int_key(meta, "QT_CROPX", "CROPOFFX") or 0,
+        roi_y=own_int_key(meta, "QT_CROPY", "CROPOFFY") or 0,
         roi_width=reader.width * binning,
         roi_height=reader.height * binning,
         binning=binning,
@@ -287,8 +351,8 @@ def file_timing(
     """
     reader = path if isinstance(path, FrameReader) else open_frames(path)
     try:
-        if decoded is None:
-            decoded = decode_reader(reader)
+        if decoded is None:  # the stamps are checked against the exposure given, if any
+            decoded = decode_reader(reader, exposure_ns=exposure_ns)
         if exposure_ns is not None and not 0 < exposure_ns <= MAX_EXPOSURE_NS:
             raise RowModelError(
                 f"exposure {exposure_ns} ns is not between 0 and one day", path=reader.path
@@ -308,6 +372,7 @@ def file_timing(
             else:
                 lookup = store.lookup(setting, fallback=fallback)
             model = lookup.row_model()
+        _warn_if_now_wanders(decoded, model.reference, reader.path)
         cy = crop_y if crop_y is not None else setting.roi_y
         b = binning if binning is not None else setting.binning
         # FrameGeometry checks the values; check here so the error names the file.

@@ -151,3 +151,21 @@ def test_import_is_light() -> None:
             "{m.split('.')[0] for m in sys.modules}; print(sorted(heavy))")  # fmt: skip
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
+
+
+def test_now_stamp_that_wanders_is_warned_about(truth: dict[str, Any]) -> None:
+    """In video16.ser the now stamp follows the end stamp by 0.06..4.83 ms (truth.json): a
+    calibration measured from it is warned about; one from the end stamp is not."""
+    import warnings
+
+    from qhytime.framerows import ReferenceStampWarning
+
+    delays = [f["now"]["unix_ns"] - f["end"]["unix_ns"] for f in truth["frames"]
+              if f["file"] == "video16.ser"]  # fmt: skip
+    assert max(delays) - min(delays) > 1_000_000
+    now = RowModel.from_us(offset0_us=1974.286, line_period_ns=43194, reference="now")
+    with pytest.warns(ReferenceStampWarning, match=r"0\.063\.\.4\.828 ms"):
+        file_timing(DATA / "video16.ser", model=now, exposure_ns=20_000_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        file_timing(DATA / "video16.ser", model=MODEL, exposure_ns=20_000_000)

@@ -49,7 +49,7 @@ def demo(workdir: str, frames: int, db: str | None) -> None:
         with fits.open(res.output) as hdul:
             h, tab = hdul[0].header, hdul["ROWTIMES"].data
             click.echo(
-                f"\n{Path(res.output).name}: GPS_EUTC {h['GPS_EUTC']}  QHY_OFF0 {h['QHY_OFF0']:.3f} us  QHY_LP {h['QHY_LP']} ns  calibration #{h['QT_CALID']}"
+                f"\n{Path(res.output).name}: GPS_EUTC {h['GPS_EUTC']}  QHY_OFF0 {h['QHY_OFF0']:.3f} us  QHY_LP {h['QHY_LP']} ns (exact {h['QT_LP']} ns; Siril within {h['QT_SIRIL'] / 1000:.1f} us)  calibration #{h['QT_CALID']}"
             )
             click.echo(
                 f"{'row':>6}  {'start (UTC)':<29}  {'mid (UTC)':<29}  {'end (UTC)':<29}  sigma"

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from qhytime.cli._common import (
+    cli_words,
     db_option,
     expand_paths,
     explicit_model,
@@ -43,8 +44,11 @@ def stamp(
 ) -> None:  # fmt: skip
     """Write row times into FITS headers and a ROWTIMES table (N.I.N.A./Siril keywords).
 
-    PATHS are FITS files or folders of them. Each file gets a status line; the batch goes
-    on past a file that fails, and the exit code is 1 when any failed.
+    PATHS are FITS files (one frame each) or folders of them. The timing options are those
+    of `qhytime rows`. Each file gets a status line; the batch goes on past a file that
+    fails, and the exit code is 1 when any failed. Every output (in place too) is written to
+    a temporary file and renamed: it appears whole or not at all. The pixels are the
+    source's bytes; a stamped file reads back with its source's setting and times.
     """
     from tqdm import tqdm
 
@@ -62,7 +66,7 @@ def stamp(
                 "its source. Choose another folder (or --in-place to modify the files)"
             )
     model = explicit_model(offset0_us, line_period_ns, readout, reference, calibration_id)
-    all_ok = True
+    failed = 0
     with (
         contextlib.nullcontext() if model is not None else open_store(db) as store,
         warnings_as_messages(),
@@ -73,12 +77,15 @@ def stamp(
             exposure_ns=exposure_ns(exposure_s), crop_y=crop_y, binning=binning,
         )  # fmt: skip
         for res in tqdm(results, total=len(files), unit="file", disable=quiet, file=sys.stderr):
+            text = cli_words(res.message.removeprefix(f"{res.source}: "))
             if res.status == "error":
-                all_ok = False
-                tqdm.write(f"error  {res.source}: {res.message}", file=sys.stderr)
+                failed += 1
+                tqdm.write(f"error  {res.source}: {text}", file=sys.stderr)
             else:
-                tqdm.write(f"{res.status:<6} {res.source} -> {res.output}  [{res.message}]")
-    sys.exit(0 if all_ok else 1)
+                tqdm.write(f"{res.status:<6} {res.source} -> {res.output}  [{text}]")
+    if failed:
+        click.echo(f"qhytime: {failed} of {len(files)} files failed", err=True)
+    sys.exit(1 if failed else 0)
 
 
 COMMANDS = [stamp]
