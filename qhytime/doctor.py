@@ -49,6 +49,9 @@ def doctor_report(db: str | None = None) -> str:
                 f"    #{c.id} {c.method} {c.setting.key()} ref={c.reference} "
                 f"offset0={c.offset0_us:.3f}+/-{c.offset0_sigma_us:.3f} us LP={c.line_period_ns} ns"
             )
+        from qhytime.service.report import doctor_lines
+
+        lines.extend(doctor_lines(store))
     files = shipped_calibration_files()
     lines.append("shipped calibrations: " + (", ".join(str(f) for f in files) or "none found"))
     return "\n".join(lines)
