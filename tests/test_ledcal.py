@@ -242,3 +242,50 @@ def test_pps_driven_led_scan() -> None:
     assert abs(fit.line_period_ns - sim.true_line_period_ns) < 0.05
     # frames whose readout held no whole second are listed, not silently used
     assert any("no lit band" in r or "no whole UTC second" in r for _, r in fit.frames_rejected)
+
+
+def test_bias_frames_take_out_the_banding(tmp_path: Path) -> None:
+    """Bias frames with the scan's fixed banding: subtracted, the fit sees (almost) none left."""
+    from qhytime.ledcal import read_bias
+    from qhytime.simulate import LedFaults
+
+    sim = _sim("pairs", 10.0, width=1600)
+    pulses = sim.led_scan_pulses(30, 10.0)
+    faults = LedFaults(banding_adu=4.0, seed=3)
+    bias_paths, bias_truth = sim.led_fault_fits(tmp_path / "bias", [[] for _ in range(4)], faults)
+    bias = read_bias(bias_paths)
+    assert bias.frames == 4 and bias.height == 40
+    assert np.max(np.abs(bias.levels[1:] - 800.0 - bias_truth.banding_adu[1:])) < 0.3
+    stack, truth = sim.led_fault_stack(pulses, faults)
+    frames, rej, _ = load_scan([ArrayReader(stack)], pulses=pulse_table(pulses), bias=bias)
+    fit = fit_led(frames, readout="pairs", exposure_ns=sim.exposure_us * 1e3, line_period_ns=LP_NOM,
+                  rejected=rej)  # fmt: skip
+    assert fit.diagnostics.banding_rms_adu < 0.3 < truth.banding_adu.std()
+    assert abs(fit.offset0_us - sim.offset0_us) * 1e3 <= max(3 * fit.offset0_sigma_us * 1e3, 2.0)
+
+
+def test_read_bias_errors(tmp_path: Path, data_dir: Path) -> None:
+    from qhytime.ledcal import read_bias
+
+    text = tmp_path / "notes.fits"
+    text.write_text("not a frame")
+    with pytest.raises(LedFitError, match=r"notes\.fits: cannot use it as a bias frame"):
+        read_bias([text])
+    other = sorted((data_dir / "led_pairs").glob("*.fits"))[0]
+    with pytest.raises(LedFitError, match=r"bias frame is 800x120 but .*fits16_000\.fits is 320x96"):
+        read_bias([data_dir / "fits16_000.fits", other])
+    with pytest.raises(LedFitError, match="no bias file"):
+        read_bias([])
+
+
+def test_pulse_list_names_a_frame_of_a_multi_frame_file(tmp_path: Path) -> None:
+    """``name#i`` lines of a pulse CSV go to frame i of a multi-frame source."""
+    from qhytime.ledcal import write_pulses_csv
+
+    sim = _sim("2cms", 5.0, width=800)
+    pulses = sim.led_scan_pulses(12, 10.0)
+    names = [f"<array>#{i}" for i in range(12)]
+    write_pulses_csv(tmp_path / "p.csv", names, [[(p.start_ns, p.width_ns) for p in pl] for pl in pulses])
+    table = read_pulses_csv(tmp_path / "p.csv")
+    frames, rej, _ = load_scan([ArrayReader(sim.led_stack(pulses))], pulses=table)
+    assert not rej and [f.pulses[0, 0] for f in frames] == pytest.approx([p[0].start_ns for p in pulses], abs=1e-3)
