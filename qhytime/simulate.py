@@ -53,6 +53,101 @@ class LedPulse:
 
 
 @dataclass(frozen=True)
+class LedFaults:
+    """What real LED scans do to the clean overlap model (:meth:`CameraSim.led_fault_stack`).
+
+    Attributes
+    ----------
+    led_drift : float
+        Smooth drift of the LED level over the scan, as a fraction (0.10: +-10 %).
+    led_jitter : float
+        Frame-to-frame jitter of the LED level (relative rms).
+    illumination : float
+        Uneven light: a smooth profile over rows and columns spanning ``1 +- illumination``.
+    bias_drift_adu : float
+        Smooth drift of the bias level over the scan (+- ADU).
+    banding_adu : float
+        Rms of a fixed horizontal banding pattern (the same rows in every frame).
+    row_noise_adu : float
+        Rms of a random offset of every row of every frame (banding that changes).
+    cosmic_rays : float
+        Mean number of cosmic-ray hits per frame (Poisson), 300-30,000 ADU each, 1-4 pixels.
+    cosmic_on_band : float
+        Fraction of the hits that land on rows the LED lights (half of them on partly lit
+        rows).
+    saturated_frames : int
+        Frames in which the LED fires ``saturate_factor`` times too bright.
+    bandless_frames : int
+        Frames in which the LED does not fire (their pulse is still listed).
+    saturate_factor : float
+    seed : int
+        Chooses the drift shapes, the banding pattern, the light profile and the faulty frames.
+
+    Examples
+    --------
+    >>> f = LedFaults.typical(seed=1)
+    >>> f.led_drift, f.illumination, f.saturated_frames, f.bandless_frames
+    (0.1, 0.15, 3, 1)
+    """
+
+    led_drift: float = 0.0
+    led_jitter: float = 0.0
+    illumination: float = 0.0
+    bias_drift_adu: float = 0.0
+    banding_adu: float = 0.0
+    row_noise_adu: float = 0.0
+    cosmic_rays: float = 0.0
+    cosmic_on_band: float = 0.5
+    saturated_frames: int = 0
+    bandless_frames: int = 0
+    saturate_factor: float = 3.0
+    seed: int = 0
+
+    @classmethod
+    def typical(cls, seed: int = 0) -> LedFaults:
+        """The sizes of a real scan (issue 12): LED drift +-10 % with 2 % jitter, light +-15 %,
+        bias drift +-15 ADU with 3 ADU banding (+0.3 ADU changing), 4 cosmic rays per frame,
+        2-3 saturated and 1-2 band-less frames."""
+        return cls(led_drift=0.10, led_jitter=0.02, illumination=0.15, bias_drift_adu=15.0,
+                   banding_adu=3.0, row_noise_adu=0.3, cosmic_rays=4.0, cosmic_on_band=0.5,
+                   saturated_frames=2 + seed % 2, bandless_frames=1 + (seed // 2) % 2,
+                   seed=seed)  # fmt: skip
+
+
+@dataclass
+class LedFaultTruth:
+    """The faults a simulated LED scan was given, frame by frame.
+
+    Attributes
+    ----------
+    led_scale : float array (N,)
+        LED level of each frame relative to the pulses' amplitude (0 in band-less frames).
+    bias_adu : float array (N,)
+        Bias level of each frame.
+    banding_adu : float array (H,)
+        The fixed banding pattern (mean 0).
+    illumination : float array (H, W)
+        Relative light reaching each pixel.
+    saturated, bandless : list of int
+        Frames made too bright, frames without LED.
+    cosmic_pixels : int array (N,)
+        Pixels hit by cosmic rays in each frame.
+
+    Examples
+    --------
+    :meth:`CameraSim.led_fault_stack` returns one.
+    """
+
+    led_scale: NDArray[np.float64]
+    bias_adu: NDArray[np.float64]
+    banding_adu: NDArray[np.float64]
+    illumination: NDArray[np.float64]
+    saturated: list[int]
+    bandless: list[int]
+    cosmic_pixels: NDArray[np.int64]
+
+
+@dataclass(frozen=True)
 class Star:
     """A point source; ``occulted`` = (start, end) in unix ns during which it is hidden."""
 
@@ -65,7 +160,13 @@ class Star:
 
 @dataclass(frozen=True)
 class Mover:
-    """A moving point source (a satellite or asteroid): position at ``t0`` and velocity."""
+    """A moving point source (a satellite or asteroid): position at ``t0`` and velocity.
+
+    Rendered by integrating its moving image over each row's own exposure window (each
+    sensor row of a binned row on its own), so the trail is the sheared one of
+    ``../shared/spec/streak-timing.md``: row ``y`` holds the object only while it is both on
+    that row and inside ``[start(y), end(y)]``.
+    """
 
     x: float
     y: float
@@ -74,6 +175,61 @@ class Mover:
     t0_unix_ns: int
     flux_adu_per_s: float
     fwhm_px: float = 2.5
+
+    def segments(self, reference_ns: int) -> list[tuple[float, float, float, float, float, float]]:
+        """``(t_start_s, t_end_s, x, y, vx, vy)`` pieces of linear motion, times in seconds
+        from ``reference_ns``, ``(x, y)`` the position at ``t_start_s`` (one unbounded piece)."""
+        t0 = (self.t0_unix_ns - reference_ns) * 1e-9
+        return [(-np.inf, np.inf, self.x - self.vx_px_per_s * t0, self.y - self.vy_px_per_s * t0,
+                 self.vx_px_per_s, self.vy_px_per_s)]  # fmt: skip
+
+    def position(self, unix_ns: Any) -> tuple[Any, Any]:
+        """True ``(x, y)`` at ``unix_ns`` (int or int64 array)."""
+        dt = (np.asarray(unix_ns, dtype=np.int64) - self.t0_unix_ns) * 1e-9
+        return self.x + self.vx_px_per_s * dt, self.y + self.vy_px_per_s * dt
+
+
+@dataclass(frozen=True)
+class TrackMover:
+    """A point source moving along a sampled track (e.g. a satellite predicted by sgp4),
+    linear between the samples; absent outside ``[t_unix_ns[0], t_unix_ns[-1]]``.
+
+    Rendered like :class:`Mover`, exactly integrated over every row's window piece by piece.
+
+    Examples
+    --------
+    >>> m = TrackMover((0, 1_000_000_000), (10.0, 30.0), (5.0, 5.0), flux_adu_per_s=1e4)
+    >>> m.position(500_000_000)
+    (20.0, 5.0)
+    """
+
+    t_unix_ns: tuple[int, ...]
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    flux_adu_per_s: float
+    fwhm_px: float = 2.5
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.t_unix_ns, dtype=np.int64)
+        if len(t) < 2 or len(self.x) != len(t) or len(self.y) != len(t) or (np.diff(t) <= 0).any():
+            raise ValueError("a track needs >= 2 samples, increasing times, as many x and y")
+
+    def segments(self, reference_ns: int) -> list[tuple[float, float, float, float, float, float]]:
+        """As :meth:`Mover.segments`, one piece per pair of samples."""
+        t = (np.asarray(self.t_unix_ns, dtype=np.int64) - reference_ns) * 1e-9
+        x, y = np.asarray(self.x, dtype=np.float64), np.asarray(self.y, dtype=np.float64)
+        vx, vy = np.diff(x) / np.diff(t), np.diff(y) / np.diff(t)
+        return [(float(t[i]), float(t[i + 1]), float(x[i]), float(y[i]), float(vx[i]), float(vy[i]))
+                for i in range(len(t) - 1)]  # fmt: skip
+
+    def position(self, unix_ns: Any) -> tuple[Any, Any]:
+        """``(x, y)`` at ``unix_ns``, linear between samples (NaN outside the track)."""
+        t = np.asarray(self.t_unix_ns, dtype=np.int64)
+        q = np.asarray(unix_ns, dtype=np.int64)
+        rel, tr = (q - t[0]) * 1e-9, (t - t[0]) * 1e-9
+        out = (np.interp(rel, tr, self.x, left=np.nan, right=np.nan),
+               np.interp(rel, tr, self.y, left=np.nan, right=np.nan))  # fmt: skip
+        return (float(out[0]), float(out[1])) if q.ndim == 0 else out
 
 
 @dataclass
@@ -212,7 +368,7 @@ class CameraSim:
         *,
         led: Sequence[LedPulse] = (),
         stars: Sequence[Star] = (),
-        movers: Sequence[Mover] = (),
+        movers: Sequence[Mover | TrackMover] = (),
         noise: bool = True,
     ) -> Shot:
         """Simulate frame ``index``."""
@@ -233,28 +389,24 @@ class CameraSim:
         if stars or movers:
             xs = np.arange(w, dtype=np.float64)
             ys = np.arange(h, dtype=np.float64)
-            win_start = ref_ns + start_rel.min(axis=1)
-            win_end = ref_ns + end_rel.max(axis=1)
             for s in stars:
                 visible = np.full(h, exp_ns)
                 if s.occulted is not None:
-                    lo = np.maximum(win_start, s.occulted[0])
-                    hi = np.minimum(win_end, s.occulted[1])
-                    visible = visible - np.clip(hi - lo, 0.0, None)
+                    # The hidden time is removed from each sensor row's own window (a binned
+                    # row averages its rows), counted from the reference stamp in integers
+                    # first: absolute ns in float64 would be quantised to 256 ns.
+                    d_rel = float(int(s.occulted[0]) - ref_ns)
+                    r_rel = float(int(s.occulted[1]) - ref_ns)
+                    lo = np.maximum(start_rel, d_rel)
+                    hi = np.minimum(end_rel, r_rel)
+                    visible = visible - np.clip(hi - lo, 0.0, None).mean(axis=1)
                 signal += (
                     _psf(xs, ys, s.x, s.y, s.fwhm_px) * (s.flux_adu_per_s * visible * 1e-9)[:, None]
                 )
             for m in movers:
-                mid = (win_start + win_end) / 2.0
-                dt_s = (mid - m.t0_unix_ns) * 1e-9
-                cx = m.x + m.vx_px_per_s * dt_s
-                cy = m.y + m.vy_px_per_s * dt_s
-                sig = m.fwhm_px / 2.3548
-                prof_y = np.exp(-0.5 * ((ys - cy) / sig) ** 2) / (np.sqrt(2 * np.pi) * sig)
-                prof_x = np.exp(-0.5 * ((xs[None, :] - cx[:, None]) / sig) ** 2) / (
-                    np.sqrt(2 * np.pi) * sig
-                )
-                signal += prof_x * prof_y[:, None] * m.flux_adu_per_s * exp_ns * 1e-9
+                signal += _mover_signal(
+                    h, w, start_rel * 1e-9, end_rel * 1e-9, m.segments(ref_ns), m.fwhm_px
+                ) * m.flux_adu_per_s
         if noise:
             counts = rng.poisson(np.clip(signal, 0.0, None)).astype(np.float64)
             counts += rng.normal(0.0, self.read_noise_adu, size=(h, w))
@@ -377,6 +529,190 @@ class CameraSim:
             sigmas[i] = np.sqrt((lam + self.read_noise_adu**2) / n_px)
         return means, sigmas
 
+    def _led_fault_plan(self, n_frames: int, faults: LedFaults) -> LedFaultTruth:
+        """Draw the scan-wide faults: LED levels, bias drift, banding, light, faulty frames."""
+        rng = np.random.default_rng([self.seed, faults.seed, 13])
+        t = np.linspace(-1.0, 1.0, max(n_frames, 1))[:n_frames]
+
+        def smooth() -> NDArray[np.float64]:  # a random slow curve over the scan, max |.| = 1
+            c = rng.normal(size=3)
+            ph = rng.uniform(0, 2 * np.pi)
+            curve = c[0] * t + c[1] * (2 * t**2 - 1) + c[2] * np.sin(2.5 * t + ph)
+            return curve / max(float(np.abs(curve).max()), 1e-12)
+
+        scale = 1.0 + faults.led_drift * smooth() + faults.led_jitter * rng.normal(size=n_frames)
+        picks = rng.permutation(n_frames)
+        bandless = sorted(int(i) for i in picks[: faults.bandless_frames])
+        saturated = sorted(
+            int(i)
+            for i in picks[faults.bandless_frames : faults.bandless_frames + faults.saturated_frames]
+        )
+        scale[bandless] = 0.0
+        scale[saturated] *= faults.saturate_factor
+        bias = self.bias_adu + faults.bias_drift_adu * smooth()
+        # the banding pattern and the light are the camera's and the LED's: their own streams,
+        # the same whatever the number of frames (bias frames see the scan's banding)
+        fixed = np.random.default_rng([self.seed, faults.seed, 14])
+        rows = np.arange(self.height, dtype=np.float64)
+        band = 0.3 * fixed.normal(size=self.height)
+        for _ in range(3):
+            band += np.sin(2 * np.pi * rows / fixed.uniform(6.0, 40.0) + fixed.uniform(0, 2 * np.pi))
+        band -= band.mean()
+        band *= faults.banding_adu / max(float(band.std()), 1e-12)
+        # light from an LED off to one side: a broad spot centred outside the frame
+        u = np.linspace(-1.0, 1.0, self.width)[None, :]
+        v = np.linspace(-1.0, 1.0, self.height)[:, None]
+        ang = fixed.uniform(0, 2 * np.pi)
+        spot = np.exp(-((u - 2.2 * np.cos(ang)) ** 2 + (v - 2.2 * np.sin(ang)) ** 2) / (2 * 1.5**2))
+        span = float(spot.max() - spot.min())
+        light = 1.0 + faults.illumination * (
+            2 * (spot - spot.min()) / span - 1 if span > 0 else 0 * spot
+        )
+        return LedFaultTruth(
+            led_scale=scale, bias_adu=bias, banding_adu=band, illumination=light,
+            saturated=saturated, bandless=bandless,
+            cosmic_pixels=np.zeros(n_frames, dtype=np.int64),
+        )  # fmt: skip
+
+    def _led_rate(self, plist: Sequence[LedPulse], scale: float) -> NDArray[np.float64]:
+        """LED signal of each image row of a frame (ADU), uniform light."""
+        end_rel = self.row_end_rel_ns()
+        start_rel = end_rel - self.exposure_us * 1e3
+        lam = np.zeros(self.height)
+        for p in plist:
+            lo = np.maximum(start_rel, p.start_ns)
+            hi = np.minimum(end_rel, p.start_ns + p.width_ns)
+            lam += p.amplitude_adu * (np.clip(hi - lo, 0.0, None) / p.width_ns).sum(axis=1)
+        return lam * self.binning * scale
+
+    def led_fault_stack(
+        self, pulses: Sequence[Sequence[LedPulse]], faults: LedFaults, *, noise: bool = True
+    ) -> tuple[NDArray[Any], LedFaultTruth]:
+        """Frames ``(N, H, W)`` of an LED scan with the faults of real scans, and their truth.
+
+        Each frame ``i`` gets the LED level ``led_scale[i]`` x the pulses' amplitude, spread
+        over the pixels by the light profile; Poisson and read noise; the frame's bias, the
+        fixed banding and a random offset per row; cosmic-ray hits; then clipping to the ADC
+        and the GPS block, as :meth:`frame` does.
+
+        Examples
+        --------
+        >>> sim = CameraSim(width=200, height=24, exposure_us=345.552, seed=3)
+        >>> pulses = sim.led_scan_pulses(6, 10.0, margin_rows=2)
+        >>> stack, truth = sim.led_fault_stack(pulses, LedFaults.typical(seed=0))
+        >>> stack.shape, truth.saturated, truth.bandless
+        ((6, 24, 200), [3, 5], [1])
+        """
+        plan = self._led_fault_plan(len(pulses), faults)
+        top = 255 if self.bit_depth == 8 else 65535
+        dtype = np.uint8 if self.bit_depth == 8 else np.uint16
+        h, w = self.height, self.width
+        out = np.empty((len(pulses), h, w), dtype=dtype)
+        for i, plist in enumerate(pulses):
+            rng = np.random.default_rng([self.seed, faults.seed, 17, i])
+            block, _, _ = self.block_for(i)
+            lam = self._led_rate(plist, float(plan.led_scale[i]))
+            signal = lam[:, None] * plan.illumination
+            if noise:
+                counts = rng.poisson(signal).astype(np.float64)
+                counts += rng.normal(0.0, self.read_noise_adu, size=(h, w))
+                rows = rng.normal(0.0, faults.row_noise_adu, size=h)
+            else:
+                counts, rows = signal, np.zeros(h)
+            counts += (plan.bias_adu[i] + plan.banding_adu + rows)[:, None]
+            lit = np.flatnonzero(lam > 0)
+            part = np.flatnonzero((lam > 0) & (lam < 0.98 * lam.max())) if lit.size else lit
+            hit = np.zeros((h, w), dtype=bool)
+            for _ in range(int(rng.poisson(faults.cosmic_rays))):
+                if lit.size and rng.uniform() < faults.cosmic_on_band:
+                    y = int(rng.choice(part if part.size and rng.uniform() < 0.5 else lit))
+                else:
+                    y = int(rng.integers(0, h))
+                x = int(rng.integers(0, w))
+                n_px = int(rng.integers(1, 5))
+                dy, dx = (0, 1) if rng.uniform() < 0.6 else (1, int(rng.choice([-1, 0, 1])))
+                share = rng.dirichlet(np.ones(n_px)) * np.exp(rng.uniform(np.log(300), np.log(30000)))
+                for k in range(n_px):
+                    yy, xx = y + k * dy, x + k * dx
+                    if 0 <= yy < h and 0 <= xx < w:
+                        counts[yy, xx] += share[k]
+                        hit[yy, xx] = True
+            plan.cosmic_pixels[i] = int(hit.sum())
+            image = np.clip(np.rint(counts), 0, top).astype(dtype)
+            embed_block(image, block)
+            out[i] = image
+        return out, plan
+
+    def led_fault_row_means(
+        self, pulses: Sequence[Sequence[LedPulse]], faults: LedFaults, *, seed: int = 0
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], LedFaultTruth]:
+        """Row means ``(N, H)`` of a faulty LED scan (bias and banding included) and their
+        standard errors from pixel noise, drawn from their sampling distribution like
+        :meth:`led_row_means`.
+
+        Only the faults that act on whole rows are drawn: LED drift and jitter, the light
+        profile (its mean over each row), bias drift, banding, row noise, band-less frames.
+        Cosmic rays and saturation act on pixels: use :meth:`led_fault_stack` for them (the
+        truth lists no saturated frame and no cosmic-ray pixel here).
+
+        Examples
+        --------
+        >>> sim = CameraSim(width=9600, height=24, exposure_us=345.552, seed=3)
+        >>> pulses = sim.led_scan_pulses(8, 10.0, margin_rows=2)
+        >>> means, sigmas, truth = sim.led_fault_row_means(pulses, LedFaults(bias_drift_adu=15.0, bandless_frames=1))
+        >>> means.shape, truth.bandless, truth.saturated
+        ((8, 24), [7], [])
+        """
+        plan = self._led_fault_plan(len(pulses), LedFaults(**{**vars(faults), "saturated_frames": 0}))
+        rng = np.random.default_rng([self.seed, faults.seed, seed, 19])
+        g = plan.illumination.mean(axis=1)
+        n_px = float(self.width)
+        means = np.zeros((len(pulses), self.height))
+        sigmas = np.zeros_like(means)
+        for i, plist in enumerate(pulses):
+            lam = self._led_rate(plist, float(plan.led_scale[i])) * g
+            total = rng.poisson(lam * n_px) + rng.normal(
+                0.0, self.read_noise_adu * np.sqrt(n_px), self.height
+            )
+            rows = rng.normal(0.0, faults.row_noise_adu, size=self.height)
+            means[i] = total / n_px + plan.bias_adu[i] + plan.banding_adu + rows
+            sigmas[i] = np.sqrt((lam + self.read_noise_adu**2) / n_px)
+        return means, sigmas, plan
+
+    def led_fault_fits(
+        self,
+        directory: str | os.PathLike[str],
+        pulses: Sequence[Sequence[LedPulse]],
+        faults: LedFaults,
+        *,
+        prefix: str = "led",
+    ) -> tuple[list[Path], LedFaultTruth]:
+        """Write a faulty LED scan as FITS files ``prefix_0000.fits``... (as :meth:`write_fits`).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> sim = CameraSim(width=200, height=24, exposure_us=345.552, seed=3)
+        >>> paths, truth = sim.led_fault_fits(tempfile.mkdtemp(), sim.led_scan_pulses(2, 10.0, margin_rows=2),
+        ...                                   LedFaults(cosmic_rays=3.0))
+        >>> [p.name for p in paths], truth.saturated
+        (['led_0000.fits', 'led_0001.fits'], [])
+        """
+        from astropy.io import fits
+
+        stack, truth = self.led_fault_stack(pulses, faults)
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, image in enumerate(stack):
+            hdu = fits.PrimaryHDU(image)
+            for k, v in self.fits_header().items():
+                hdu.header[k] = v
+            path = out / f"{prefix}_{i:04d}.fits"
+            hdu.writeto(path, overwrite=True)
+            paths.append(path)
+        return paths, truth
+
     # -- files -------------------------------------------------------------------------
     def fits_header(self) -> dict[str, Any]:
         """The keywords a capture program writes for this setting."""
@@ -406,18 +742,26 @@ class CameraSim:
         prefix: str = "frame",
         led: Sequence[Sequence[LedPulse]] | None = None,
         stars: Sequence[Star] = (),
-        movers: Sequence[Mover] = (),
+        movers: Sequence[Mover | TrackMover] = (),
+        wcs: Any = None,
     ) -> list[Path]:
-        """Write ``n_frames`` FITS files (16-bit as BITPIX=16/BZERO=32768); returns the paths."""
+        """Write ``n_frames`` FITS files (16-bit as BITPIX=16/BZERO=32768); returns the paths.
+
+        ``wcs`` (an ``astropy.wcs.WCS`` or a mapping of WCS keywords, e.g. a TAN solution as
+        plate solvers write it) goes into every header.
+        """
         from astropy.io import fits
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
+        wcs_cards = dict(wcs.to_header(relax=True)) if hasattr(wcs, "to_header") else dict(wcs or {})
         paths = []
         for i in range(n_frames):
             shot = self.frame(i, led=led[i] if led is not None else (), stars=stars, movers=movers)
             hdu = fits.PrimaryHDU(shot.image)
             for k, v in self.fits_header().items():
+                hdu.header[k] = v
+            for k, v in wcs_cards.items():
                 hdu.header[k] = v
             path = out / f"{prefix}_{i:04d}.fits"
             hdu.writeto(path, overwrite=True)
@@ -449,6 +793,66 @@ def pulse_table(
     {'<array>#0': [(1000.0, 10.0)], '<array>#1': []}
     """
     return {f"{name}#{i}": [(p.start_ns, p.width_ns) for p in pl] for i, pl in enumerate(pulses)}
+
+
+def _mover_signal(
+    height: int,
+    width: int,
+    start_s: NDArray[np.float64],
+    end_s: NDArray[np.float64],
+    segments: Sequence[tuple[float, float, float, float, float, float]],
+    fwhm: float,
+) -> NDArray[np.float64]:
+    """Image of a unit-flux (1 ADU/s) moving Gaussian integrated over every row's window.
+
+    ``start_s``, ``end_s`` are the windows ``(height, binning)`` of each sensor row of each image
+    row (seconds from the reference); ``segments`` the pieces of linear motion. Sensor row ``j``
+    of a binned row is sampled at its own centre and window, and the binned row averages
+    them. Over a window piece ``[t1, t1 + D]`` the time integral of a Gaussian moving at
+    speed ``s`` is closed-form: ``exp(-d^2 / 2 sig^2) sig sqrt(pi / 2) / s [erf((D - u) s /
+    (sqrt(2) sig)) + erf(u s / (sqrt(2) sig))]`` with ``d`` the distance from the track and
+    ``u`` the time of closest approach after ``t1``.
+    """
+    from scipy.special import erf
+
+    sig = fwhm / 2.3548
+    b = start_s.shape[1]
+    out = np.zeros((height, width))
+    xs = np.arange(width, dtype=np.float64)
+    lo_t, hi_t = float(start_s.min()), float(end_s.max())
+    for t0, t1, x0, y0, vx, vy in segments:
+        a, e = max(lo_t, t0), min(hi_t, t1)
+        if e <= a:
+            continue
+        # bounding box of the piece over the frame's windows
+        px = x0 + vx * (np.array([a, e]) - (t0 if np.isfinite(t0) else 0.0))
+        py = y0 + vy * (np.array([a, e]) - (t0 if np.isfinite(t0) else 0.0))
+        pad = 6.0 * sig + 1.0
+        c0, c1 = max(0, int(np.floor(px.min() - pad))), min(width, int(np.ceil(px.max() + pad)) + 1)
+        r0, r1 = max(0, int(np.floor(py.min() - pad))), min(height, int(np.ceil(py.max() + pad)) + 1)
+        if c1 <= c0 or r1 <= r0:
+            continue
+        speed = float(np.hypot(vx, vy))
+        cols = xs[c0:c1][None, :]
+        base = t0 if np.isfinite(t0) else 0.0
+        for j in range(b):
+            tau1 = np.maximum(start_s[r0:r1, j], t0)
+            tau2 = np.minimum(end_s[r0:r1, j], t1)
+            dur = np.clip(tau2 - tau1, 0.0, None)[:, None]
+            yrow = (np.arange(r0, r1) - 0.5 + (j + 0.5) / b)[:, None]
+            qx = cols - (x0 + vx * (tau1 - base))[:, None]
+            qy = yrow - (y0 + vy * (tau1 - base))[:, None]
+            if speed * float(dur.max()) < 1e-6 * sig:  # static over the window
+                val = np.exp(-(qx**2 + qy**2) / (2 * sig**2)) * dur
+            else:
+                u = (qx * vx + qy * vy) / speed**2
+                d = (qx * vy - qy * vx) / speed
+                k = speed / (np.sqrt(2.0) * sig)
+                val = (np.exp(-(d**2) / (2 * sig**2)) * sig * np.sqrt(np.pi / 2) / speed
+                       * (erf((dur - u) * k) + erf(u * k)))  # fmt: skip
+                val[np.broadcast_to(dur, val.shape) <= 0] = 0.0
+            out[r0:r1, c0:c1] += val / (2 * np.pi * sig**2) / b
+    return out
 
 
 def _psf(

@@ -78,9 +78,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from qhytime.cli import calib, decode, demo, ledcal, rows, stamp
+    from qhytime.cli import calib, decode, demo, ledcal, lightcurve, rows, service, stamp, streak
 
-    for module in (decode, rows, calib, stamp, ledcal, demo):
+    for module in (decode, rows, calib, stamp, ledcal, lightcurve, streak, service, demo):
         for command in module.COMMANDS:
             main.add_command(command)
 
