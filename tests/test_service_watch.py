@@ -194,8 +194,9 @@ def test_kill_9_halfway_and_restart(tmp_path: Path) -> None:
         time.sleep(1.0)
         t = threading.Thread(target=writer)
         t.start()
-        assert halfway.wait(60)
-        deadline = time.monotonic() + 30
+        # the bounds below only stop a hang: a loaded machine may be slow, never wrong
+        assert halfway.wait(180)
+        deadline = time.monotonic() + 120
         while _frames_in(db) == 0 and time.monotonic() < deadline:  # a slow start: let it begin
             time.sleep(0.1)
         procs[0].send_signal(signal.SIGKILL)  # mid-write, maybe mid-transaction
@@ -204,10 +205,10 @@ def test_kill_9_halfway_and_restart(tmp_path: Path) -> None:
         killed_at = _frames_in(db)
         assert 0 < killed_at < 200 + 3 * n_ser
         procs.append(_watcher(db, cap, out, log))
-        t.join(60)
+        t.join(180)
         assert not failure, failure
         expected = 200 + 3 * n_ser
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 180
         while _frames_in(db) < expected and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(1.5)  # anything more (a duplicate) would show now
