@@ -11,11 +11,15 @@ marker in its name).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from qhytime.errors import OutputError
 
 TMP_MARK = ".qhytime-tmp"
 
@@ -37,18 +41,57 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     ('whole', ['out.txt'])
     """
     final = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=TMP_MARK, dir=final.parent or ".")
+    folder = final.parent if str(final.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=TMP_MARK, dir=folder)
+    except OSError as err:
+        why = "the folder does not exist" if not folder.is_dir() else (err.strerror or str(err))
+        raise OutputError(f"cannot write it: {why} ({folder}); nothing was written", path=str(final)) from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _mode_for(final))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(err, OSError) and not isinstance(err, OutputError) and (
+            err.filename in (str(tmp), tmp, str(final), final) or (err.filename is None
+            and err.errno in _WRITE_ERRNOS)
+        ):
+            raise OutputError(
+                f"cannot write it: {err.strerror or err}; nothing was written under that name",
+                path=str(final),
+            ) from err
         raise
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _mode_for(final: Path) -> int:
+    """The mode the output gets: that of the file it replaces, else what ``open`` would give a
+    new file (0o666 less the umask); ``mkstemp`` alone would leave it private (0o600)."""
+    try:
+        return stat.S_IMODE(os.stat(final).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    try:  # Linux tells it without changing it
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting (briefly) and restoring it
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager

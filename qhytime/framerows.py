@@ -349,14 +349,20 @@ def file_timing(
     >>> len(ft), ft.row_times(3, rows=[0]).end_ns.shape
     (25, (1, 1))
     """
+    where = path.path if isinstance(path, FrameReader) else os.fspath(path)
+    if exposure_ns is not None and (
+        isinstance(exposure_ns, bool)
+        or not isinstance(exposure_ns, int | np.integer)
+        or not 0 < exposure_ns <= MAX_EXPOSURE_NS
+    ):
+        raise RowModelError(
+            f"exposure_ns = {exposure_ns!r} is not a whole number of ns between 0 and one day",
+            path=where,
+        )
     reader = path if isinstance(path, FrameReader) else open_frames(path)
     try:
         if decoded is None:  # the stamps are checked against the exposure given, if any
             decoded = decode_reader(reader, exposure_ns=exposure_ns)
-        if exposure_ns is not None and not 0 < exposure_ns <= MAX_EXPOSURE_NS:
-            raise RowModelError(
-                f"exposure {exposure_ns} ns is not between 0 and one day", path=reader.path
-            )
         setting = setting_from_reader(reader, 0) if len(reader) else setting_from_reader(reader)
         exp = exposure_ns
         if exp is None and len(reader):
@@ -367,10 +373,15 @@ def file_timing(
                 raise CalibrationError(
                     "give a row model (model) or a calibration store (store)", path=reader.path
                 )
-            if calibration_id is not None:
-                lookup = store.pinned(calibration_id, setting)
-            else:
-                lookup = store.lookup(setting, fallback=fallback)
+            try:
+                if calibration_id is not None:
+                    lookup = store.pinned(calibration_id, setting)
+                else:
+                    lookup = store.lookup(setting, fallback=fallback)
+            except CalibrationError as exc:  # the store does not know the file: say which
+                if exc.path is not None:
+                    raise
+                raise CalibrationError(exc.reason, path=reader.path) from exc
             model = lookup.row_model()
         _warn_if_now_wanders(decoded, model.reference, reader.path)
         cy = crop_y if crop_y is not None else setting.roi_y
@@ -437,6 +448,22 @@ def frame_row_times(
         exposure_ns=exposure_ns, crop_y=crop_y, binning=binning,
     )  # fmt: skip
     return ft.frame_row_times(frame, rows, allow_invalid=allow_invalid)
+
+
+def _whole_rows(rows: ArrayLike, path: str, frame: int) -> NDArray[np.int64]:
+    """Image rows as int64, refusing an empty list and rows that are not whole numbers."""
+    arr = np.asarray(rows)
+    if arr.size == 0:
+        raise RowModelError("rows is empty: give at least one image row", path=path, frame=frame)
+    if arr.dtype.kind not in "iu":
+        as_float = arr.astype(np.float64, copy=False) if arr.dtype.kind in "fb" else None
+        if as_float is None or not np.all(np.isfinite(as_float)) or np.any(as_float != np.floor(as_float)):
+            raise RowModelError(
+                f"rows must be whole image row numbers, got {arr.ravel()[:5].tolist()}",
+                path=path,
+                frame=frame,
+            )
+    return arr.astype(np.int64).reshape(-1)
 
 
 @dataclass
@@ -547,6 +574,8 @@ def exposure_window(
         raise RowModelError("give both x and y for a pixel (or rows)", path=os.fspath(path))
     if x is not None and rows is not None:
         raise RowModelError("give a pixel (x, y) or rows, not both", path=os.fspath(path))
+    if rows is not None:
+        rows = _whole_rows(rows, os.fspath(path), frame)
     own_store = None
     if model is None and store is None:
         from qhytime.store import CalibrationStore

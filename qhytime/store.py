@@ -811,6 +811,12 @@ class CalibrationStore:
     @_db_errors
     def get(self, calibration_id: int) -> Calibration:
         """The calibration with this id (current, superseded or retracted): pinning by id."""
+        if isinstance(calibration_id, bool) or not isinstance(calibration_id, int) or not (
+            1 <= calibration_id <= 2**63 - 1
+        ):
+            raise CalibrationError(
+                f"calibration id {calibration_id!r} is not a whole number from 1 to 2**63-1"
+            )
         return self._cached(("get", calibration_id), lambda: self._get(calibration_id))
 
     def _get(self, calibration_id: int) -> Calibration:

@@ -42,7 +42,7 @@ _NAMES = "|".join(sorted(FLAG_FOR_ARGUMENT, key=len, reverse=True))
 # "allow_invalid=True to ...", "(fallback=True / ...)". A field name in other words (a TOML
 # record's "offset0_us = nan is not finite") stays as it is.
 _ARG_RE = re.compile(
-    rf"\b(?P<verb>give|pass|use|with) (?P<a>{_NAMES})\b(?!\s*=\s*[^T])|\b(?P<b>{_NAMES})=True\b"
+    rf"\b(?P<b>{_NAMES})=True\b|\b(?P<verb>give|pass|use|with) (?P<a>{_NAMES})\b(?!\s*=)"
 )
 
 
@@ -58,6 +58,8 @@ def cli_words(message: str) -> str:
     'flagged (--allow-invalid to compute it anyway)'
     >>> cli_words("record 1: offset0_us = nan is not finite")
     'record 1: offset0_us = nan is not finite'
+    >>> cli_words("Use it with fallback=True, which widens sigma")
+    'Use it with --fallback, which widens sigma'
     """
 
     def flag(m: re.Match[str]) -> str:
@@ -131,9 +133,12 @@ class Number(click.ParamType):
         self.unit = unit
         self.name = "integer" if integer else "number"
 
+    def _fmt(self, v: float) -> str:
+        return str(int(v)) if self.integer else f"{v:g}"
+
     def _range(self) -> str:
-        lo = "" if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo:g}"
-        hi = "" if self.hi is None else f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        lo = "" if self.lo is None else f"{'>' if self.lo_open else '>='} {self._fmt(self.lo)}"
+        hi = "" if self.hi is None else f"{'<' if self.hi_open else '<='} {self._fmt(self.hi)}"
         return " and ".join(x for x in (lo, hi) if x) + (f" {self.unit}" if self.unit else "")
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:

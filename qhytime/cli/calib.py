@@ -8,6 +8,7 @@ import click
 
 from qhytime.cli._common import (
     BINNING,
+    CAL_ID,
     LINE_PERIOD_NS,
     OFFSET0_US,
     SIGMA_NS,
@@ -48,7 +49,7 @@ def calib_list(show_all: bool, as_json: bool, db: str | None) -> None:
 
 
 @calib.command("show")
-@click.argument("calibration_id", type=Number(integer=True, lo=1))
+@click.argument("calibration_id", type=CAL_ID)
 @db_option
 def calib_show(calibration_id: int, db: str | None) -> None:
     """Every field of one calibration, with its provenance."""
@@ -136,7 +137,7 @@ def calib_import(path: str, db: str | None) -> None:
 
 
 @calib.command("retract")
-@click.argument("calibration_id", type=Number(integer=True, lo=1))
+@click.argument("calibration_id", type=CAL_ID)
 @click.option("--reason", required=True, help="Why it is withdrawn (kept in the history).")
 @db_option
 def calib_retract(calibration_id: int, reason: str, db: str | None) -> None:
@@ -157,7 +158,7 @@ def calib_retract(calibration_id: int, reason: str, db: str | None) -> None:
 
 @calib.command("export")
 @click.option(
-    "--id", "ids", type=Number(integer=True, lo=1), multiple=True,
+    "--id", "ids", type=CAL_ID, multiple=True,
     help="Calibration id (repeatable); default all current.",
 )  # fmt: skip
 @click.option(

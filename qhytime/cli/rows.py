@@ -34,6 +34,14 @@ def parse_rows(spec: str | None, height: int) -> list[int] | None:
     --------
     >>> parse_rows("2:5", 10), parse_rows("0,9", 10), parse_rows(":2", 10)
     ([2, 3, 4], [0, 9], [0, 1])
+    >>> parse_rows("5:2", 10)
+    Traceback (most recent call last):
+    ...
+    click.exceptions.BadParameter: '5:2' is an empty range (A:B needs A < B)
+    >>> parse_rows("0:99999999999", 10)
+    Traceback (most recent call last):
+    ...
+    click.exceptions.BadParameter: '0:99999999999' reaches outside the frame's rows 0..9 (A:B, B excluded)
     """
     if spec is None:
         return None
@@ -42,11 +50,16 @@ def parse_rows(spec: str | None, height: int) -> list[int] | None:
             a, b = spec.split(":", 1)
             lo = int(a) if a.strip() else 0
             hi = int(b) if b.strip() else height
-            rows = list(range(lo, hi))
-            if not rows:
+            if lo >= hi:
                 raise click.BadParameter(
                     f"{spec!r} is an empty range (A:B needs A < B)", param_hint="'--rows'"
                 )
+            if lo < 0 or hi > height:  # checked before anything is built
+                raise click.BadParameter(
+                    f"{spec!r} reaches outside the frame's rows 0..{height - 1} (A:B, B excluded)",
+                    param_hint="'--rows'",
+                )
+            rows = list(range(lo, hi))
         else:
             rows = [int(x) for x in spec.split(",")]
     except ValueError:

@@ -277,6 +277,44 @@ def _redact(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//", url)[:255]
 
 
+_URL_OPTIONS = {"logging": {"debug", "info", "warning", "error"}}
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a pyserial URL's syntax, or None (a port that is not there yet is
+    not a syntax problem: it is retried).
+
+    Examples
+    --------
+    >>> url_problem("loop://"), url_problem("/dev/ttyUSB0"), url_problem("socket://gps:2947")
+    (None, None, None)
+    >>> url_problem("socket://127.0.0.1:99999")
+    'socket:// needs HOST:PORT with a port 1..65535, not 127.0.0.1:99999'
+    >>> url_problem("loop://?bad=1")
+    "unknown option 'bad' in loop://?bad=1 (pyserial takes: logging=debug|error|info|warning)"
+    """
+    from urllib.parse import parse_qs, urlsplit
+
+    if "://" not in url:
+        return None  # a device path
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    for key, values in parse_qs(parts.query, keep_blank_values=True).items():
+        allowed = _URL_OPTIONS.get(key)
+        if allowed is None:
+            return (f"unknown option {key!r} in {url} (pyserial takes: logging="
+                    f"{'|'.join(sorted(_URL_OPTIONS['logging']))})")  # fmt: skip
+        if any(v not in allowed for v in values):
+            return f"option {key}={values[0]!r} in {url} must be one of {', '.join(sorted(allowed))}"
+    if scheme in ("socket", "rfc2217"):
+        host, _, port = parts.netloc.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            return f"{scheme}:// needs HOST:PORT with a port 1..65535, not {parts.netloc or '(none)'}"
+    elif scheme not in ("loop", "spy", "alt", "hwgrep", "cp2110"):
+        return f"unknown URL scheme {scheme!r}: give a port (/dev/ttyUSB0, COM3) or loop://, socket://HOST:PORT, rfc2217://HOST:PORT"
+    return None
+
+
 class NmeaMonitor:
     """Read NMEA from a serial port until a duration ends or a stop is asked for.
 
@@ -332,9 +370,19 @@ class NmeaMonitor:
         import serial
 
         if self._port is None and self._url is not None:
-            self._port = serial.serial_for_url(
-                self._url, baudrate=self.baudrate, timeout=self.read_timeout_s, do_not_open=False
-            )
+            try:
+                self._port = serial.serial_for_url(
+                    self._url, baudrate=self.baudrate, timeout=self.read_timeout_s,
+                    do_not_open=False,
+                )  # fmt: skip
+            except (serial.SerialException, OSError):
+                raise
+            except (KeyError, ValueError, TypeError) as err:
+                # pyserial's URL handlers fail while formatting their own messages (a brace in
+                # the text): say what is wrong in words
+                raise serial.SerialException(
+                    f"cannot open {self.source}: {url_problem(self._url) or err}"
+                ) from err
         return self._port
 
     def _close(self) -> None:
