@@ -356,6 +356,8 @@ def test_calib_commands_end_to_end(tmp_path: Path) -> None:
     assert imp.exit_code == 0 and "1975.500" in imp.output
     assert r.invoke(main, ["calib", "show", "42", "--db", db]).exit_code == 1
     assert r.invoke(main, ["calib", "show", "0", "--db", db]).exit_code == 2
+    huge = r.invoke(main, ["calib", "show", "99999999999999999999", "--db", db])
+    assert huge.exit_code == 2 and "<= 9223372036854775807" in huge.output
 
 
 def test_doctor(tmp_path: Path) -> None:

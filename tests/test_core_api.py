@@ -16,6 +16,7 @@ from astropy.io import fits
 from qhytime.api import (
     Calibration,
     CalibrationStore,
+    QhytimeError,
     RowModel,
     RowModelError,
     Setting,
@@ -86,6 +87,16 @@ def test_errors_say_what_to_do(tmp_path: Path) -> None:
         exposure_window(DATA / "video16.ser", frame=3, x=1, y=1, model=MODEL)
     with pytest.raises(RowModelError, match=r"frame 25 out of range: the file has 25"):
         exposure_window(DATA / "video16.ser", frame=25, x=1, y=1, model=MODEL, exposure_ns=1000)
+    # argument values a script might pass by mistake: qhytime's own errors, naming the file
+    with pytest.raises(RowModelError, match=r"fits16_000\.fits: exposure_ns = 10{30} is not"):
+        exposure_window(DATA / "fits16_000.fits", x=1, y=1, model=MODEL, exposure_ns=10**30)
+    with pytest.raises(RowModelError, match="rows is empty"):
+        exposure_window(DATA / "fits16_000.fits", rows=[], model=MODEL, exposure_ns=1000)
+    with pytest.raises(RowModelError, match=r"whole image row numbers, got \[1\.5\]"):
+        exposure_window(DATA / "fits16_000.fits", rows=[1.5], model=MODEL, exposure_ns=1000)
+    with pytest.raises(QhytimeError, match=r"calibration id 10{30} is not a whole number"):
+        exposure_window(DATA / "fits16_000.fits", x=1, y=1, calibration_id=10**30,
+                        exposure_ns=1000, db=tmp_path / "c.sqlite")  # fmt: skip
     # a flagged frame is refused unless asked, and then says why
     with pytest.raises(RowModelError, match="receiver_state"):
         exposure_window(DATA / "fits8_000.fits", x=1, y=1, model=MODEL, exposure_ns=1000)
