@@ -100,7 +100,7 @@ from qhytime.rowmodel import (
     row_times,
 )
 from qhytime.satellite.ades import AdesContext, AdesObject, ades_psv
-from qhytime.satellite.detect import Trail, detect_trails
+from qhytime.satellite.detect import Trail, detect_trails, refine_trail
 from qhytime.satellite.iod import iod_line
 from qhytime.satellite.orbit import Observer, OrbitCheck, Tle, load_tle, orbit_check
 from qhytime.satellite.plot import plot_streak
@@ -256,6 +256,7 @@ __all__ = [
     "read_bias",
     "read_pulses_csv",
     "read_wcs",
+    "refine_trail",
     "row_profile",
     "row_times",
     "setting_differences",

@@ -84,6 +84,9 @@ def _clean(v: Any) -> Any:
               help="Interior points per trail, evenly spaced (fractions k/(N+1)).")
 @click.option("--position-sigma-px", type=SIGMA_PX, default=0.5, show_default=True,
               help="1-sigma of given ends and points.")
+@click.option("--systematic-px", type=Number(lo=0, hi=10, unit="px"), default=0.05,  # SYSTEMATIC_PX
+              show_default=True,
+              help="Systematic along-track 1-sigma added to detected ends (0: statistical only).")
 @click.option("--iod", "iod_out", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="Write IOD lines to FILE ('-' for standard output).")
 @click.option("--ades", "ades_out", type=click.Path(dir_okay=False, allow_dash=True),
@@ -124,7 +127,8 @@ def streak(
     calibration_id: int | None, offset0_us: float | None, line_period_ns: float | None,
     readout: str | None, reference: str | None, exposure_s: float | None, crop_y: int | None,
     binning: int | None, fallback: bool, allow_invalid: bool, wcs_path: str | None,
-    n_points: int, position_sigma_px: float, iod_out: str | None, ades_out: str | None,
+    n_points: int, position_sigma_px: float, systematic_px: float, iod_out: str | None,
+    ades_out: str | None,
     station: str | None, norad: int | None, cospar: str | None, sky_condition: str,
     perm_id: str | None, prov_id: str | None, trksub: str | None,
     observers: tuple[str, ...], measurers: tuple[str, ...], submitter: str | None,
@@ -163,7 +167,8 @@ def streak(
             store=store, calibration_id=calibration_id, fallback=fallback,
             exposure_ns=exposure_ns(exposure_s), crop_y=crop_y, binning=binning,
             allow_invalid=allow_invalid, wcs=wcs_path, n_interior=n_points,
-            position_sigma_px=position_sigma_px, tle=tle_path, height_m=height_m,
+            position_sigma_px=position_sigma_px, systematic_px=systematic_px, tle=tle_path,
+            height_m=height_m,
         )  # fmt: skip
     if result.reasons:
         warn(f"{path}, frame {frame}: flagged: " + "; ".join(result.reasons))

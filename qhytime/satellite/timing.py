@@ -113,6 +113,42 @@ class FrameClock:
         """The row model's 1-sigma at image row ``row``."""
         return float(self._times([row]).sigma_ns[0])
 
+    def row_windows_ns(self, rows: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Earliest start and latest end of image rows (all rows by default), int64 unix ns
+        (the spec's ``start(y)``, ``end(y)``)."""
+        t = self._times(None if rows is None else np.asarray(rows, dtype=np.int64))
+        return t.start_ns[0], t.end_ns[0]
+
+    def sensor_windows_ps(self, rows: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The exposure window of every sensor row of image rows ``rows``: start and end in
+        integer ps after the reference stamp, each of shape ``(len(rows), binning)``.
+
+        A binned row's own window (:meth:`start_ns`, :meth:`end_ns`) is their earliest start
+        and latest end; the light of a moving object in a binned pixel is the sum over its
+        sensor rows, each through its own window.
+
+        Examples
+        --------
+        2CMS, binning 2, LP 10 us, exposure 5 ms: image row 3 is sensor rows 6 and 7.
+
+        >>> m = RowModel.from_us(offset0_us=1000, line_period_ns=10_000, readout="2cms")
+        >>> clock = FrameClock(m, FrameGeometry(height=50, binning=2), 0, 5_000_000, width=100)
+        >>> s, e = clock.sensor_windows_ps([3])
+        >>> (e // 1000).tolist(), ((e - s) // 1000).tolist()
+        ([[1060000, 1070000]], [[5000000, 5000000]])
+        >>> int(clock.end_ns(3)), int(clock.start_ns(3))
+        (1070000, -3940000)
+        """
+        model, geom = self.model, self.geometry
+        sensor = geom.sensor_rows(np.asarray(rows, dtype=np.int64))
+        end = model.relative_end_ps(sensor)
+        exposure_ps = round(self.exposure_ns * 1000 * model.exposure_scale)
+        if model.global_reset:  # all rows start with the frame's first readout row
+            start = np.full_like(end, int(model.relative_end_ps([geom.crop_y])[0]) - exposure_ps)
+        else:
+            start = end - exposure_ps
+        return start, end
+
     def boundary_flags(self, x: float, y: float, margin_px: float = EDGE_PX) -> tuple[str, ...]:
         """``("edge",)`` within ``margin_px`` of the frame's edge, ``("masked",)`` within it
         of a masked rectangle, else ``()``. Pixel centres are integers: the frame's edge is at
