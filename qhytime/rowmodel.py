@@ -19,6 +19,7 @@ and the mean of its rows' middles.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -352,6 +353,29 @@ def _div_round(num: NDArray[np.int64], den: int) -> NDArray[np.int64]:
     return (2 * num + den) // (2 * den)
 
 
+@functools.lru_cache(maxsize=32)
+def _relative_table(
+    model: RowModel, geometry: FrameGeometry, exposure_ns: Any, _type: type
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Every row's times relative to the reference stamp, ``(height, 4)``: start, mid and end
+    in ns and the sigma's float64 bits, one row per line so one gather fetches all four;
+    and the flat mask ``1, 1, 1, 0, 1, 1, 1, 0, ...`` that adds a reference to the times
+    only (one contiguous pass).
+
+    :func:`row_times` with reference 0 gives exactly ``time - reference`` (the reference is
+    only ever added to these integers), so ``reference + table`` is :func:`row_times`'s
+    answer. Cached by setting and exposure (the type is part of the key: ``row_times``
+    treats an int and a float exposure each its own way); never handed out, only read.
+    """
+    t = row_times(model, geometry, 0, exposure_ns)
+    table = np.empty((geometry.height, 4), dtype=np.int64)
+    table[:, 0], table[:, 1], table[:, 2] = t.start_ns[0], t.mid_ns[0], t.end_ns[0]
+    table[:, 3] = t.sigma_ns.view(np.int64)
+    mask = np.tile(np.array([1, 1, 1, 0], dtype=np.int64), geometry.height)
+    table.flags.writeable = mask.flags.writeable = False
+    return table, mask
+
+
 def pixel_times(
     model: RowModel,
     geometry: FrameGeometry,
@@ -362,7 +386,9 @@ def pixel_times(
     """Times of a list of pixels ``(x, y)``: on a rolling shutter only the row matters.
 
     ``y`` is rounded to the nearest image row. The returned ``rows`` follow the order of
-    ``pixels`` (duplicates kept).
+    ``pixels`` (duplicates kept). For many pixels the frame's row table (cached by model,
+    geometry and exposure) is gathered from in one take, so the time columns may be
+    strided views of one ``(N, 4)`` array: the same integers as :func:`row_times`.
 
     Examples
     --------
@@ -372,20 +398,32 @@ def pixel_times(
     [10000, 10000, 99000]
     """
     pts = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
-    rows = np.floor(pts[:, 1] + 0.5).astype(np.int64)
+    half_up = pts[:, 1] + 0.5
+    plain = half_up.size > 0 and bool(half_up.min() >= 0)  # False for a NaN too
+    # floor(y + 0.5): of a number >= 0 the cast's truncation is the floor (one pass less)
+    rows = half_up.astype(np.int64) if plain else np.floor(half_up).astype(np.int64)
     if rows.size <= geometry.height // 4:
         return row_times(model, geometry, reference_ns, exposure_ns, rows)
-    # Many pixels: the frame's rows once, then one gather per column (cheaper than a row
-    # model per pixel, and the same integers).
-    if rows.size and (int(rows.min()) < 0 or int(rows.max()) >= geometry.height):
+    # Many pixels: the frame's rows once (relative to the reference, cached), the reference
+    # added to that small table, then one gather of all four columns: the same integers as
+    # a row model per pixel.
+    if not plain:
+        geometry.check_rows(rows)  # raises, naming the row (below 0, or not a number)
+    rel, mask = _relative_table(model, geometry, exposure_ns, type(exposure_ns))  # checks exposure
+    table = np.multiply(mask, np.asarray(reference_ns, dtype=np.int64).reshape(-1)[0])
+    table += rel.reshape(-1)
+    table = table.reshape(rel.shape)
+    try:
+        got = np.take(table, rows, axis=0)  # (N, 4); rows >= 0 here, so take checks the top
+    except IndexError:
         geometry.check_rows(rows)  # raises, naming the row
-    full = row_times(model, geometry, reference_ns, exposure_ns)
+        raise
     return RowTimes(
         rows=rows,
-        start_ns=np.take(full.start_ns[0], rows)[None, :],
-        mid_ns=np.take(full.mid_ns[0], rows)[None, :],
-        end_ns=np.take(full.end_ns[0], rows)[None, :],
-        sigma_ns=np.take(full.sigma_ns, rows),
+        start_ns=got[None, :, 0],
+        mid_ns=got[None, :, 1],
+        end_ns=got[None, :, 2],
+        sigma_ns=got[:, 3].view(np.float64),
     )
 
 

@@ -21,7 +21,7 @@ Examples
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,12 @@ from qhytime.timebase import GPS_EPOCH_UNIX_S, NS_PER_S, stamp_unix_ns
 
 DEFAULT_T0_UNIX_NS = 1_754_099_091_000_000_000  # 2025-08-02T01:44:51 UTC
 NOMINAL_LP_NS = 43_194.0
+
+SINGLE_PASS_PIXELS = 1 << 22
+"""Frames of up to this many pixels are simulated in one piece; larger ones in bands of
+rows (:meth:`CameraSim.frame_rows`), with the same pixel values."""
+BAND_PIXELS = 1 << 20
+"""About how many pixels a band of a large frame holds (its float64 work arrays: 8 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -371,52 +377,22 @@ class CameraSim:
         movers: Sequence[Mover | TrackMover] = (),
         noise: bool = True,
     ) -> Shot:
-        """Simulate frame ``index``."""
-        rng = np.random.default_rng([self.seed, index])
+        """Simulate frame ``index``.
+
+        A frame of more than :data:`SINGLE_PASS_PIXELS` pixels is made in bands of rows (see
+        :meth:`frame_rows`), so that only the image itself is held whole: the same pixels
+        as in one piece.
+        """
         block, vsync, ref_ns = self.block_for(index)
         end_rel = self.row_end_rel_ns()  # (H, b)
-        exp_ns = self.exposure_us * 1e3
-        start_rel = end_rel - exp_ns
-        h, w = self.height, self.width
-        signal = np.full((h, w), self.sky_adu_per_s * exp_ns * 1e-9 * self.binning**2)
-        # LED: each sensor row gets amplitude x overlap / width; a binned row sums its rows.
-        for p in led:
-            lo = np.maximum(start_rel, p.start_ns)
-            hi = np.minimum(end_rel, p.start_ns + p.width_ns)
-            frac = np.clip(hi - lo, 0.0, None) / p.width_ns
-            signal += (p.amplitude_adu * frac.sum(axis=1) * self.binning)[:, None]
-        # Stars and movers: flux x time visible in each row's window, Gaussian across.
-        if stars or movers:
-            xs = np.arange(w, dtype=np.float64)
-            ys = np.arange(h, dtype=np.float64)
-            for s in stars:
-                visible = np.full(h, exp_ns)
-                if s.occulted is not None:
-                    # The hidden time is removed from each sensor row's own window (a binned
-                    # row averages its rows), counted from the reference stamp in integers
-                    # first: absolute ns in float64 would be quantised to 256 ns.
-                    d_rel = float(int(s.occulted[0]) - ref_ns)
-                    r_rel = float(int(s.occulted[1]) - ref_ns)
-                    lo = np.maximum(start_rel, d_rel)
-                    hi = np.minimum(end_rel, r_rel)
-                    visible = visible - np.clip(hi - lo, 0.0, None).mean(axis=1)
-                signal += (
-                    _psf(xs, ys, s.x, s.y, s.fwhm_px) * (s.flux_adu_per_s * visible * 1e-9)[:, None]
-                )
-            for m in movers:
-                signal += _mover_signal(
-                    h, w, start_rel * 1e-9, end_rel * 1e-9, m.segments(ref_ns), m.fwhm_px
-                ) * m.flux_adu_per_s
-        if noise:
-            counts = rng.poisson(np.clip(signal, 0.0, None)).astype(np.float64)
-            counts += rng.normal(0.0, self.read_noise_adu, size=(h, w))
-        else:
-            counts = signal
-        counts += self.bias_adu
-        top = 255 if self.bit_depth == 8 else 65535
-        dtype = np.uint8 if self.bit_depth == 8 else np.uint16
-        image = np.clip(np.rint(counts), 0, top).astype(dtype)
-        embed_block(image, block)
+        bands = self.frame_rows(index, led=led, stars=stars, movers=movers, noise=noise)
+        r0, image = next(bands)
+        if len(image) < self.height:  # in bands: gathered into the whole image
+            whole = np.empty((self.height, self.width), dtype=image.dtype)
+            whole[: len(image)] = image
+            for r0, rows in bands:
+                whole[r0 : r0 + len(rows)] = rows
+            image = whole
         return Shot(
             image=image,
             block=block,
@@ -431,6 +407,107 @@ class CameraSim:
                 "reference": self.reference,
             },
         )
+
+    def frame_rows(
+        self,
+        index: int,
+        *,
+        led: Sequence[LedPulse] = (),
+        stars: Sequence[Star] = (),
+        movers: Sequence[Mover | TrackMover] = (),
+        noise: bool = True,
+    ) -> Iterator[tuple[int, NDArray[Any]]]:
+        """The pixels of frame ``index`` as ``(first row, rows)`` bands, top to bottom, the GPS
+        block in row 0: the image of :meth:`frame` without holding it whole.
+
+        A frame of at most :data:`SINGLE_PASS_PIXELS` pixels is one band. A larger one comes
+        in bands of about :data:`BAND_PIXELS` pixels with the same values: every pixel's
+        signal is computed from whole-frame row vectors by the same operations, and the
+        random numbers are the same streams in the same order (numpy's ``Generator`` draws
+        array elements one after another, so bands drawn in turn continue one stream). The
+        read noise follows all the photon noise in the frame's stream, so when the signal
+        is not zero everywhere a first pass over the bands draws the photon noise only to
+        find where the read noise starts (the signal is computed twice; memory stays at a
+        few bands).
+
+        Examples
+        --------
+        >>> sim = CameraSim(width=64, height=12, seed=1)
+        >>> np.array_equal(np.vstack([r for _, r in sim.frame_rows(0)]), sim.frame(0).image)
+        True
+        """
+        block, _, ref_ns = self.block_for(index)
+        end_rel = self.row_end_rel_ns()  # (H, b)
+        exp_ns = self.exposure_us * 1e3
+        start_rel = end_rel - exp_ns
+        h, w = self.height, self.width
+        sky = self.sky_adu_per_s * exp_ns * 1e-9 * self.binning**2
+        # Row vectors of the whole frame; each band takes its rows of them.
+        # LED: each sensor row gets amplitude x overlap / width; a binned row sums its rows.
+        led_rows = []
+        for p in led:
+            lo = np.maximum(start_rel, p.start_ns)
+            hi = np.minimum(end_rel, p.start_ns + p.width_ns)
+            frac = np.clip(hi - lo, 0.0, None) / p.width_ns
+            led_rows.append(p.amplitude_adu * frac.sum(axis=1) * self.binning)
+        # Stars: flux x time visible in each row's window, Gaussian across.
+        star_rows = []
+        if stars:
+            xs = np.arange(w, dtype=np.float64)
+            ys = np.arange(h, dtype=np.float64)
+            for s in stars:
+                visible = np.full(h, exp_ns)
+                if s.occulted is not None:
+                    # The hidden time is removed from each sensor row's own window (a binned
+                    # row averages its rows), counted from the reference stamp in integers
+                    # first: absolute ns in float64 would be quantised to 256 ns.
+                    d_rel = float(int(s.occulted[0]) - ref_ns)
+                    r_rel = float(int(s.occulted[1]) - ref_ns)
+                    lo = np.maximum(start_rel, d_rel)
+                    hi = np.minimum(end_rel, r_rel)
+                    visible = visible - np.clip(hi - lo, 0.0, None).mean(axis=1)
+                sig = s.fwhm_px / 2.3548
+                gx = np.exp(-0.5 * ((xs - s.x) / sig) ** 2)
+                gy = np.exp(-0.5 * ((ys - s.y) / sig) ** 2)
+                star_rows.append((gy, gx, 2 * np.pi * sig**2, s.flux_adu_per_s * visible * 1e-9))
+        mover_parts = [(m.segments(ref_ns), m.fwhm_px, m.flux_adu_per_s) for m in movers]
+
+        def signal(r0: int, r1: int) -> NDArray[np.float64]:
+            out = np.full((r1 - r0, w), sky)
+            for v in led_rows:
+                out += v[r0:r1, None]
+            for gy, gx, norm, flux_rows in star_rows:
+                out += np.outer(gy[r0:r1], gx) / norm * flux_rows[r0:r1, None]
+            for segments, fwhm, flux in mover_parts:
+                out += _mover_signal(
+                    h, w, start_rel * 1e-9, end_rel * 1e-9, segments, fwhm, rows=(r0, r1)
+                ) * flux
+            return out
+
+        band = h if h * w <= SINGLE_PASS_PIXELS else max(1, BAND_PIXELS // w)
+        bands = [(r0, min(h, r0 + band)) for r0 in range(0, h, band)]
+        photons = reads = np.random.default_rng([self.seed, index])
+        if noise and len(bands) > 1:
+            reads = np.random.default_rng([self.seed, index])
+            if led_rows or star_rows or mover_parts or sky > 0 or sky != sky:
+                for r0, r1 in bands:  # advance past the photon noise (a zero rate draws nothing)
+                    reads.poisson(np.clip(signal(r0, r1), 0.0, None))
+        top = 255 if self.bit_depth == 8 else 65535
+        dtype = np.uint8 if self.bit_depth == 8 else np.uint16
+        for r0, r1 in bands:
+            sig_rows = signal(r0, r1)
+            if noise:
+                counts = photons.poisson(np.clip(sig_rows, 0.0, None)).astype(np.float64)
+                del sig_rows
+                counts += reads.normal(0.0, self.read_noise_adu, size=(r1 - r0, w))
+            else:
+                counts = sig_rows
+            counts += self.bias_adu
+            image = np.clip(np.rint(counts), 0, top).astype(dtype)
+            del counts
+            if r0 == 0:
+                embed_block(image, block)
+            yield r0, image
 
     # -- LED scans -----------------------------------------------------------------------
     def led_scan_pulses(
@@ -749,22 +826,40 @@ class CameraSim:
 
         ``wcs`` (an ``astropy.wcs.WCS`` or a mapping of WCS keywords, e.g. a TAN solution as
         plate solvers write it) goes into every header.
+
+        Each file is the one astropy writes for ``PrimaryHDU(frame(i).image)`` with these
+        keywords, byte for byte; the header is astropy's, the pixels are streamed band by
+        band (:meth:`frame_rows`), so a full frame is never held in memory.
         """
         from astropy.io import fits
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         wcs_cards = dict(wcs.to_header(relax=True)) if hasattr(wcs, "to_header") else dict(wcs or {})
+        dtype = np.uint8 if self.bit_depth == 8 else np.uint16
+        # astropy's header for an image of this shape and type (a zero-stride stand-in)
+        hdu = fits.PrimaryHDU(np.broadcast_to(np.zeros((), dtype=dtype), (self.height, self.width)))
+        for k, v in self.fits_header().items():
+            hdu.header[k] = v
+        for k, v in wcs_cards.items():
+            hdu.header[k] = v
+        fits.HDUList([hdu]).verify("exception")  # as writeto checks it
+        head = hdu.header.tostring(padding=True).encode("ascii")
         paths = []
         for i in range(n_frames):
-            shot = self.frame(i, led=led[i] if led is not None else (), stars=stars, movers=movers)
-            hdu = fits.PrimaryHDU(shot.image)
-            for k, v in self.fits_header().items():
-                hdu.header[k] = v
-            for k, v in wcs_cards.items():
-                hdu.header[k] = v
             path = out / f"{prefix}_{i:04d}.fits"
-            hdu.writeto(path, overwrite=True)
+            with open(path, "wb") as fh:
+                fh.write(head)
+                written = 0
+                for _, rows in self.frame_rows(
+                    i, led=led[i] if led is not None else (), stars=stars, movers=movers
+                ):
+                    if rows.dtype == np.uint16:  # stored as int16 with BZERO = 32768, big-endian
+                        rows ^= np.uint16(0x8000)
+                        rows.byteswap(inplace=True)
+                    fh.write(rows.data)
+                    written += rows.nbytes
+                fh.write(b"\0" * (-written % 2880))
             paths.append(path)
         return paths
 
@@ -802,6 +897,7 @@ def _mover_signal(
     end_s: NDArray[np.float64],
     segments: Sequence[tuple[float, float, float, float, float, float]],
     fwhm: float,
+    rows: tuple[int, int] | None = None,
 ) -> NDArray[np.float64]:
     """Image of a unit-flux (1 ADU/s) moving Gaussian integrated over every row's window.
 
@@ -811,13 +907,15 @@ def _mover_signal(
     them. Over a window piece ``[t1, t1 + D]`` the time integral of a Gaussian moving at
     speed ``s`` is closed-form: ``exp(-d^2 / 2 sig^2) sig sqrt(pi / 2) / s [erf((D - u) s /
     (sqrt(2) sig)) + erf(u s / (sqrt(2) sig))]`` with ``d`` the distance from the track and
-    ``u`` the time of closest approach after ``t1``.
+    ``u`` the time of closest approach after ``t1``. ``rows = (r0, r1)`` gives only those
+    image rows, ``(r1 - r0, width)``, with the same values as those rows of the whole.
     """
     from scipy.special import erf
 
     sig = fwhm / 2.3548
     b = start_s.shape[1]
-    out = np.zeros((height, width))
+    row_lo, row_hi = (0, height) if rows is None else rows
+    out = np.zeros((row_hi - row_lo, width))
     xs = np.arange(width, dtype=np.float64)
     lo_t, hi_t = float(start_s.min()), float(end_s.max())
     for t0, t1, x0, y0, vx, vy in segments:
@@ -835,14 +933,19 @@ def _mover_signal(
         speed = float(np.hypot(vx, vy))
         cols = xs[c0:c1][None, :]
         base = t0 if np.isfinite(t0) else 0.0
+        a0, a1 = max(r0, row_lo), min(r1, row_hi)  # the asked rows of the piece's box
+        if a1 <= a0:
+            continue
         for j in range(b):
             tau1 = np.maximum(start_s[r0:r1, j], t0)
             tau2 = np.minimum(end_s[r0:r1, j], t1)
             dur = np.clip(tau2 - tau1, 0.0, None)[:, None]
-            yrow = (np.arange(r0, r1) - 0.5 + (j + 0.5) / b)[:, None]
+            static = speed * float(dur.max()) < 1e-6 * sig  # over the whole box
+            tau1, dur = tau1[a0 - r0 : a1 - r0], dur[a0 - r0 : a1 - r0]
+            yrow = (np.arange(a0, a1) - 0.5 + (j + 0.5) / b)[:, None]
             qx = cols - (x0 + vx * (tau1 - base))[:, None]
             qy = yrow - (y0 + vy * (tau1 - base))[:, None]
-            if speed * float(dur.max()) < 1e-6 * sig:  # static over the window
+            if static:  # static over the window
                 val = np.exp(-(qx**2 + qy**2) / (2 * sig**2)) * dur
             else:
                 u = (qx * vx + qy * vy) / speed**2
@@ -851,7 +954,7 @@ def _mover_signal(
                 val = (np.exp(-(d**2) / (2 * sig**2)) * sig * np.sqrt(np.pi / 2) / speed
                        * (erf((dur - u) * k) + erf(u * k)))  # fmt: skip
                 val[np.broadcast_to(dur, val.shape) <= 0] = 0.0
-            out[r0:r1, c0:c1] += val / (2 * np.pi * sig**2) / b
+            out[a0 - row_lo : a1 - row_lo, c0:c1] += val / (2 * np.pi * sig**2) / b
     return out
 
 

@@ -4,6 +4,17 @@ A stamped file is the source file with a few header keywords added and a ``ROWTI
 table appended. Its pixels are the source's bytes, copied verbatim; everything is written to a
 temporary file beside the output and renamed onto it in one step, so an output appears whole
 or not at all (a full disk, an error or a kill leaves no partial FITS under a final name).
+The temporary file is fsynced before the rename (:func:`qhytime.atomic.atomic_path`): without
+it a power cut can leave the renamed file empty (ext4 forces the data out first only when
+the rename replaces a file and ``auto_da_alloc`` is on; XFS and others make no such promise),
+and stamping in place would then lose the capture itself.
+
+A plain capture (one 2-D image and nothing after it) is stamped without astropy reading the
+file's structure again: its pixels are copied in the kernel (``copy_file_range``) and the
+``ROWTIMES`` extension is written from a cached header and one record array, byte for byte
+what astropy writes for :func:`row_table` (tested). In other files astropy finds the HDUs
+(extensions after the image are copied, an earlier stamp's table replaced), and an image in
+an extension, a tile-compressed or a gzip file is rewritten by astropy.
 
 **Stamping changes no fact of the file.** qhytime reads back from a stamped file exactly the
 setting, exposure and times it read from the source: keywords the source lacked are not
@@ -70,6 +81,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import errno
+import functools
 import gzip
 import io
 import os
@@ -98,6 +110,7 @@ from qhytime.readers.serfile import SER_MAGIC
 from qhytime.timebase import unix_ns_to_iso
 
 if TYPE_CHECKING:
+    from qhytime.cluster import Executor
     from qhytime.rowmodel import RowModel
     from qhytime.store import CalibrationStore
 
@@ -411,18 +424,30 @@ def row_table(frt: FrameRowTimes) -> Any:
     >>> hdu.name, hdu.columns.names[:4], hdu.header["TCTYP8"], hdu.data["END"][0]
     ('ROWTIMES', ['ROW', 'START_NS', 'MID_NS', 'END_NS'], 'UTC', '2025-08-02T01:44:51.982085447')
     """
+    t = frt.times
+    return _table_hdu(t.rows, t.start_ns[0], t.mid_ns[0], t.end_ns[0], t.sigma_ns)
+
+
+_DATE_BEG_COMMENT = "earliest row start (UTC)"
+_DATE_END_TABLE_COMMENT = "latest row end (UTC)"
+
+
+def _table_hdu(
+    rows: NDArray[np.int64], start: NDArray[np.int64], mid: NDArray[np.int64],
+    end: NDArray[np.int64], sigma: NDArray[np.float64],
+) -> Any:  # fmt: skip
+    """The ``ROWTIMES`` table HDU as astropy builds it (the reference for
+    :func:`_row_table_bytes`)."""
     from astropy.io import fits
 
-    t = frt.times
-    iso = {k: unix_ns_to_iso(a[0]) for k, a in (("START", t.start_ns), ("MID", t.mid_ns),
-                                                 ("END", t.end_ns))}  # fmt: skip
+    iso = {k: unix_ns_to_iso(a) for k, a in (("START", start), ("MID", mid), ("END", end))}
     width = max(int(np.max(np.char.str_len(np.asarray(a, dtype=str)))) for a in iso.values())
     cols = [
-        fits.Column(name="ROW", format="J", array=t.rows.astype(np.int32)),
-        fits.Column(name="START_NS", format="K", array=t.start_ns[0], unit="ns"),
-        fits.Column(name="MID_NS", format="K", array=t.mid_ns[0], unit="ns"),
-        fits.Column(name="END_NS", format="K", array=t.end_ns[0], unit="ns"),
-        fits.Column(name="SIGMA_NS", format="D", array=t.sigma_ns, unit="ns"),
+        fits.Column(name="ROW", format="J", array=rows.astype(np.int32)),
+        fits.Column(name="START_NS", format="K", array=start, unit="ns"),
+        fits.Column(name="MID_NS", format="K", array=mid, unit="ns"),
+        fits.Column(name="END_NS", format="K", array=end, unit="ns"),
+        fits.Column(name="SIGMA_NS", format="D", array=sigma, unit="ns"),
         fits.Column(name="START", format=f"{width}A", array=iso["START"]),
         fits.Column(name="MID", format=f"{width}A", array=iso["MID"]),
         fits.Column(name="END", format=f"{width}A", array=iso["END"]),
@@ -437,13 +462,124 @@ def row_table(frt: FrameRowTimes) -> Any:
         h.comments[f"TTYPE{i}"] = f"{what} of exposure, ISO UTC"
         h[f"TCTYP{i}"] = ("UTC", "time column, scale UTC")
     h["TIMESYS"] = ("UTC", "time scale of the time columns")
-    h["DATE-BEG"] = (str(unix_ns_to_iso(int(t.start_ns.min()))), "earliest row start (UTC)")
-    h["DATE-END"] = (str(unix_ns_to_iso(int(t.end_ns.max()))), "latest row end (UTC)")
+    h["DATE-BEG"] = (str(unix_ns_to_iso(int(start.min()))), _DATE_BEG_COMMENT)
+    h["DATE-END"] = (str(unix_ns_to_iso(int(end.max()))), _DATE_END_TABLE_COMMENT)
     h["COMMENT"] = "START, MID, END: FITS time columns (UTC, ISO-8601, 9 decimals)."
     h["COMMENT"] = "START_NS, MID_NS, END_NS: the same times, exact int64 ns since"
     h["COMMENT"] = "1970-01-01T00:00:00 UTC counted in 86400-s days (POSIX), so not"
     h["COMMENT"] = "FITS elapsed time (which counts leap seconds)."
     return hdu
+
+
+# -- the table's bytes, without astropy's per-card and per-column work ---------------------
+
+_ISO_WIDTH = 29  # YYYY-MM-DDTHH:MM:SS.fffffffff: every int64 ns is in years 1677..2262
+_NS_PER_DAY = 86_400 * 1_000_000_000
+_TABLE_DTYPE = np.dtype([
+    ("ROW", ">i4"), ("START_NS", ">i8"), ("MID_NS", ">i8"), ("END_NS", ">i8"),
+    ("SIGMA_NS", ">f8"), ("START", f"S{_ISO_WIDTH}"), ("MID", f"S{_ISO_WIDTH}"),
+    ("END", f"S{_ISO_WIDTH}"),
+])  # fmt: skip
+
+
+def _iso_bytes(unix_ns: NDArray[np.int64]) -> NDArray[Any] | None:
+    """:func:`~qhytime.timebase.unix_ns_to_iso` as ``S29`` bytes, by integer arithmetic.
+
+    The date of each distinct day comes from numpy (a frame spans one or two days), the
+    clock digits from the integers; None (use numpy for every value) when the times span
+    more than a few days or a date is not ``YYYY-MM-DD``.
+    """
+    a = np.asarray(unix_ns, dtype=np.int64).reshape(-1)
+    if a.size == 0 or int(a.min()) == np.iinfo(np.int64).min:  # NaT
+        return None
+    days, tod = np.divmod(a, _NS_PER_DAY)
+    d0, d1 = int(days.min()), int(days.max())
+    if d1 - d0 > 4:
+        return None
+    dates = np.datetime_as_string(np.arange(d0, d1 + 1).astype("datetime64[D]"), unit="D")
+    if any(len(d) != 10 for d in dates.tolist()):
+        return None
+    out = np.empty((a.size, _ISO_WIDTH), dtype=np.uint8)
+    out[:, :10] = np.frombuffer("".join(dates.tolist()).encode("ascii"), np.uint8).reshape(-1, 10)[
+        days - d0
+    ]
+    out[:, 10], out[:, 13], out[:, 16], out[:, 19] = ord("T"), ord(":"), ord(":"), ord(".")
+    secs, frac = np.divmod(tod, 1_000_000_000)
+    hh, rest = np.divmod(secs, 3600)
+    mm, ss = np.divmod(rest, 60)
+    zero = ord("0")
+    for col, v in ((11, hh), (14, mm), (17, ss)):
+        tens, ones = np.divmod(v, 10)
+        out[:, col] = tens + zero
+        out[:, col + 1] = ones + zero
+    for col in range(28, 19, -1):
+        frac, digit = np.divmod(frac, 10)
+        out[:, col] = digit + zero
+    return out.view(f"S{_ISO_WIDTH}").reshape(-1)
+
+
+def _string_card(key: str, value: str, comment: str) -> bytes:
+    """One header card with a short string value, as astropy formats it."""
+    card = f"{key:<8}= {_quoted(value):<20} / {comment}"
+    if len(card) > 80:
+        raise ValueError(card)
+    return card.ljust(80).encode("ascii")
+
+
+def _quoted(value: str) -> str:
+    """A FITS string value: quoted, quotes doubled, padded to at least 8 characters."""
+    return "'" + value.replace("'", "''").ljust(8) + "'"
+
+
+@functools.lru_cache(maxsize=8)
+def _table_header_template(n_rows: int) -> tuple[bytes, int, int]:
+    """The ``ROWTIMES`` header of a table of ``n_rows`` (as astropy writes it for
+    :func:`_table_hdu`), with the byte offsets of its ``DATE-BEG`` and ``DATE-END`` cards:
+    only those two cards depend on the frame."""
+    zeros = np.zeros(n_rows, dtype=np.int64)
+    hdu = _table_hdu(zeros, zeros, zeros, zeros, np.zeros(n_rows))
+    text = hdu.header.tostring(padding=True).encode("ascii")
+    beg, end = text.index(b"DATE-BEG= "), text.index(b"DATE-END= ")
+    if beg % 80 or end % 80:
+        raise AssertionError("ROWTIMES header cards are not where FITS puts cards")
+    return text, beg, end
+
+
+def _row_table_bytes(frt: FrameRowTimes) -> bytes:
+    """The ``ROWTIMES`` extension (header and padded data) of one frame, byte for byte what
+    astropy writes for :func:`row_table`, built from a cached header and one record array.
+
+    Examples
+    --------
+    >>> from qhytime.framerows import frame_row_times
+    >>> from qhytime.rowmodel import RowModel
+    >>> m = RowModel.from_us(offset0_us=1998.92, line_period_ns=43194.53)
+    >>> frt = frame_row_times("tests/data/fits16_000.fits", model=m)
+    >>> _row_table_bytes(frt) == _table_bytes(row_table(frt))
+    True
+    """
+    t = frt.times
+    start, mid, end = t.start_ns[0], t.mid_ns[0], t.end_ns[0]
+    n = len(t.rows)
+    isos = [_iso_bytes(a) for a in (start, mid, end)]
+    if n == 0 or any(x is None for x in isos):
+        return _table_bytes(row_table(frt))  # odd times: astropy's own path
+    text, beg, fin = _table_header_template(n)
+    head = bytearray(text)
+    head[beg : beg + 80] = _string_card(
+        "DATE-BEG", str(unix_ns_to_iso(int(start.min()))), _DATE_BEG_COMMENT
+    )
+    head[fin : fin + 80] = _string_card(
+        "DATE-END", str(unix_ns_to_iso(int(end.max()))), _DATE_END_TABLE_COMMENT
+    )
+    rec = np.empty(n, dtype=_TABLE_DTYPE)
+    rec["ROW"] = t.rows
+    rec["START_NS"], rec["MID_NS"], rec["END_NS"] = start, mid, end
+    rec["SIGMA_NS"] = t.sigma_ns
+    rec["START"], rec["MID"], rec["END"] = isos
+    data = rec.tobytes()
+    pad = -len(data) % 2880
+    return bytes(head) + data + b"\0" * pad
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -519,6 +655,40 @@ def _layout(src: str) -> tuple[Any, list[tuple[str, int, int, int]], int]:
     return header, spans, image
 
 
+def _plain_layout(src: str, header: Any) -> list[tuple[str, int, int, int]] | None:
+    """The one span of a plain file that holds only its primary 2-D image (the usual
+    capture), found from the header the reader parsed, without astropy's walk of the file;
+    None for anything else (extensions, an earlier stamp's table, groups, trailing bytes,
+    a header that is not plain ASCII): :func:`_layout` then.
+    """
+    try:
+        naxis, bitpix = header.get("NAXIS"), header.get("BITPIX")
+        n1, n2 = header.get("NAXIS1"), header.get("NAXIS2")
+    except Exception:  # an unparsable card: astropy's layout reports it
+        return None
+    if naxis != 2 or bitpix not in (8, 16, 32, 64, -32, -64) or "GROUPS" in header:
+        return None
+    if not (isinstance(n1, int) and isinstance(n2, int) and n1 > 0 and n2 > 0):
+        return None
+    span = abs(bitpix) // 8 * n1 * n2
+    with open(src, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        raw = b""
+        while True:  # the header blocks, up to the one holding END
+            block = fh.read(2880)
+            if len(block) < 2880 or not block.isascii():
+                return None
+            raw += block
+            if any(block[i : i + 8] == b"END     " for i in range(0, 2880, 80)):
+                break
+            if len(raw) > 2880 * 1000:
+                return None
+    data_loc, padded = len(raw), -(-span // 2880) * 2880
+    if not data_loc + span <= size <= data_loc + padded:
+        return None  # more than the image (an extension, a table) or a short file
+    return [("PRIMARY", 0, data_loc, padded)]  # spans as astropy's fileinfo: padded
+
+
 def _apply(header: Any, cards: dict[str, tuple[Any, str]], remove: Iterable[str]) -> None:
     for key in remove:
         with contextlib.suppress(KeyError):
@@ -528,7 +698,7 @@ def _apply(header: Any, cards: dict[str, tuple[Any, str]], remove: Iterable[str]
 
 
 def _write_streamed(
-    src: str, tmp: Path, header: Any, spans: list[tuple[str, int, int, int]], table: Any
+    src: str, tmp: Path, header: Any, spans: list[tuple[str, int, int, int]], table: bytes
 ) -> None:
     """Primary header rewritten, data and other extensions byte-copied, table appended."""
     if "EXTEND" not in header:
@@ -541,7 +711,7 @@ def _write_streamed(
             if name == TABLE_NAME:
                 continue
             _copy_range(fin, fout, hdr_loc, dat_loc + dat_span - hdr_loc, src)
-        fout.write(_table_bytes(table))
+        fout.write(table)
         fout.flush()
 
 
@@ -563,6 +733,16 @@ def _write_astropy(
                 out.writeto(gz, output_verify="silentfix")
         else:
             out.writeto(tmp, overwrite=True, output_verify="silentfix")
+
+
+def _write_failed(dst: str, src: str, in_place: bool, exc: OSError) -> OutputError:
+    what = exc.strerror or str(exc)
+    return OutputError(
+        f"cannot write {dst}: {what}; nothing was written"
+        + (" and the source is unchanged" if in_place else "")
+        + " (free disk space or choose another output folder)",
+        path=src,
+    )
 
 
 def stamp_fits(
@@ -663,15 +843,18 @@ def stamp_fits(
         src_header = reader.header.copy()
         plain = getattr(reader, "compression", None) is None
     source_exposure = exposure_ns_from_metadata(src_header)
-    try:
-        header, spans, image_index = _layout(src)
-    except Exception as exc:  # astropy's errors on odd files
-        raise FrameReadError(f"cannot read the FITS structure: {exc}", path=src) from exc
-    if image_index < 0:
-        raise FrameReadError("astropy finds no image HDU in the file", path=src)
+    spans = _plain_layout(src, src_header) if plain else None
+    if spans is not None:  # the usual capture: its header as the reader parsed it
+        header, image_index = src_header, 0  # (changed only after header_cards read it)
+    else:
+        try:
+            header, spans, image_index = _layout(src)
+        except Exception as exc:  # astropy's errors on odd files
+            raise FrameReadError(f"cannot read the FITS structure: {exc}", path=src) from exc
+        if image_index < 0:
+            raise FrameReadError("astropy finds no image HDU in the file", path=src)
     streamed = plain and image_index == 0 and int(header.get("NAXIS", 0)) == 2
     cards, remove = header_cards(frt, src_header, source_exposure)
-    table = row_table(frt)
     try:
         Path(dst).parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
@@ -679,20 +862,18 @@ def stamp_fits(
             with atomic_path(dst) as tmp:
                 if streamed:
                     _apply(header, cards, remove)
-                    _write_streamed(src, tmp, header, spans, table)
+                    _write_streamed(src, tmp, header, spans, _row_table_bytes(frt))
                 else:
-                    _write_astropy(src, tmp, dst, image_index, cards, remove, table)
+                    _write_astropy(src, tmp, dst, image_index, cards, remove, row_table(frt))
                 shutil.copymode(src, tmp)
-    except QhytimeError:
+    except QhytimeError as exc:
+        # atomic_path names a failed write (full disk, permissions) as an OutputError: say
+        # it as stamp says it, with the source's state
+        if isinstance(exc, OutputError) and isinstance(exc.__cause__, OSError):
+            raise _write_failed(dst, src, in_place, exc.__cause__) from exc.__cause__
         raise
     except OSError as exc:
-        what = exc.strerror or str(exc)
-        raise OutputError(
-            f"cannot write {dst}: {what}; nothing was written"
-            + (" and the source is unchanged" if in_place else "")
-            + " (free disk space or choose another output folder)",
-            path=src,
-        ) from exc
+        raise _write_failed(dst, src, in_place, exc) from exc
     except Exception as exc:  # astropy refusing to write a header it read
         raise FrameReadError(f"cannot write the stamped header: {exc}", path=src) from exc
     return StampResult(
@@ -711,6 +892,7 @@ def stamp_files(
     *,
     in_place: bool = False,
     suffix: str = ".stamped",
+    executor: Executor | None = None,
     **kw: Any,
 ) -> Iterator[StampResult]:
     """Stamp many files; one :class:`StampResult` per file, never stopping on a bad one.
@@ -719,6 +901,10 @@ def stamp_files(
     or replace the sources (``in_place``). Two sources of the same name for one ``out_dir``:
     the second is refused rather than overwriting the first's output. The other arguments
     are those of :func:`stamp_fits`.
+
+    With an ``executor`` (:mod:`qhytime.cluster`) each file is stamped there (on a dask
+    cluster: by a worker, into the output folder, which must then be storage the workers
+    share, with the same atomic write); the results come back in input order, the same.
 
     Examples
     --------
@@ -730,39 +916,64 @@ def stamp_files(
     >>> [r.status for r in res]
     ['ok', 'error']
     """
-    seen: dict[str, str] = {}
-    for s in sources:
-        src = Path(s)
-        if in_place:
-            dst = None
-        elif out_dir is not None:
-            dst = Path(out_dir) / src.name
-        else:
-            name = src.name
-            stem, ext = (name[: -len(".fits.gz")], ".fits.gz") if name.lower().endswith(
-                ".fits.gz"
-            ) else (src.stem, src.suffix)
-            dst = src.with_name(stem + suffix + ext)
-        if dst is not None:
-            key = os.path.normcase(os.path.abspath(dst))
-            if key in seen:
-                yield StampResult(
-                    source=str(src), output=None, status="error",
-                    message=f"{src}: its output {dst} is also that of {seen[key]}: "
-                    "stamp files of the same name into different folders",
-                )  # fmt: skip
-                continue
-            seen[key] = str(src)
-        try:
-            yield stamp_fits(src, dst, in_place=in_place, **kw)
-        except QhytimeError as exc:
-            yield StampResult(source=str(src), output=None, status="error", message=str(exc))
-        except Exception as exc:  # a bug: reported for this file, the batch goes on
-            yield StampResult(
-                source=str(src), output=None, status="error",
-                message=f"{src}: internal error ({type(exc).__name__}: {exc}); this is a bug "
-                "in qhytime, please report it",
-            )  # fmt: skip
+    from functools import partial
+
+    from qhytime.cluster import LocalExecutor, for_workers, task_failure
+
+    def jobs() -> Iterator[tuple[Path, Path | None, StampResult | None]]:
+        seen: dict[str, str] = {}
+        for s in sources:
+            src = Path(s)
+            if in_place:
+                dst = None
+            elif out_dir is not None:
+                dst = Path(out_dir) / src.name
+            else:
+                name = src.name
+                stem, ext = (name[: -len(".fits.gz")], ".fits.gz") if name.lower().endswith(
+                    ".fits.gz"
+                ) else (src.stem, src.suffix)
+                dst = src.with_name(stem + suffix + ext)
+            if dst is not None:
+                key = os.path.normcase(os.path.abspath(dst))
+                if key in seen:
+                    yield src, dst, StampResult(
+                        source=str(src), output=None, status="error",
+                        message=f"{src}: its output {dst} is also that of {seen[key]}: "
+                        "stamp files of the same name into different folders",
+                    )  # fmt: skip
+                    continue
+                seen[key] = str(src)
+            yield src, dst, None
+
+    def lost(job: tuple[Path, Path | None, StampResult | None], exc: BaseException) -> StampResult:
+        src = job[0]
+        return StampResult(source=str(src), output=None, status="error",
+                           message=f"{src}: {task_failure(exc)}")  # fmt: skip
+
+    if "store" in kw:
+        kw = {**kw, "store": for_workers(executor, kw["store"])}
+    work = partial(_stamp_job, in_place=in_place, kw=kw)
+    yield from (executor or LocalExecutor()).map(work, jobs(), on_error=lost)
+
+
+def _stamp_job(
+    job: tuple[Path, Path | None, StampResult | None], *, in_place: bool, kw: dict[str, Any]
+) -> StampResult:
+    """One file of :func:`stamp_files` (the per-file work an executor runs)."""
+    src, dst, refused = job
+    if refused is not None:
+        return refused
+    try:
+        return stamp_fits(src, dst, in_place=in_place, **kw)
+    except QhytimeError as exc:
+        return StampResult(source=str(src), output=None, status="error", message=str(exc))
+    except Exception as exc:  # a bug: reported for this file, the batch goes on
+        return StampResult(
+            source=str(src), output=None, status="error",
+            message=f"{src}: internal error ({type(exc).__name__}: {exc}); this is a bug "
+            "in qhytime, please report it",
+        )  # fmt: skip
 
 
 __all__ = [

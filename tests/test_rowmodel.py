@@ -168,3 +168,74 @@ def test_flipped_fits_file_matches_hand_model(
     for r in range(h):
         y = 5 + (h - 1 - r)  # stored row r was read out as row h-1-r
         assert frt.times.end_ns[0, r] == hand_end(t["end"]["unix_ns"], y, "2cms")
+
+
+@pytest.mark.parametrize("readout", ["pairs", "2cms"])
+@pytest.mark.parametrize("flipped", [False, True])
+def test_many_pixels_match_hand_model(readout: str, flipped: bool) -> None:
+    """100,000 pixels (the gather from the frame's row table) against the spec by hand."""
+    h, crop, ref, exp = 6388, 0 if flipped else 37, 1_754_099_091_000_000_000, 250_000_000
+    m = RowModel.from_us(offset0_us=OFF0_NS / 1000, line_period_ns=LP_NS, readout=readout)
+    rng = np.random.default_rng(5)
+    ys = rng.uniform(-0.5, h - 0.5, 100_000)
+    pix = np.column_stack([rng.uniform(0, 9575, ys.size), ys])
+    t = pixel_times(m, FrameGeometry(height=h, crop_y=crop, flipped=flipped), ref, exp, pix)
+    rows = [int(np.floor(y + 0.5)) for y in ys]
+    assert t.rows.tolist() == rows
+    for k in range(0, ys.size, 997):
+        r = rows[k]
+        end = hand_end(ref, crop + ((h - 1 - r) if flipped else r), readout)
+        assert (t.start_ns[0, k], t.mid_ns[0, k], t.end_ns[0, k]) == (end - exp, end - exp // 2, end)
+
+
+@given(
+    off0_ps=st.integers(-(10**12), 10**12),
+    lp_ps=st.integers(1, 10**8),
+    exp=st.one_of(st.integers(1, 10**11), st.floats(0.5, 1e11)),
+    crop=st.integers(0, 7000),
+    binning=st.integers(1, 4),
+    readout=st.sampled_from(["pairs", "2cms"]),
+    flipped=st.booleans(),
+    global_reset=st.booleans(),
+    ref=st.integers(0, 2**62),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_pixel_gather_equals_the_row_model(
+    off0_ps: int, lp_ps: int, exp: float, crop: int, binning: int, readout: str, flipped: bool,
+    global_reset: bool, ref: int, seed: int,
+) -> None:  # fmt: skip
+    """The gather from the cached row table gives the row model's integers and sigmas."""
+    m = RowModel(offset0_ps=off0_ps, line_period_ps=lp_ps, readout=readout,  # type: ignore[arg-type]
+                 offset0_sigma_ps=3e5, line_period_sigma_ps=17.0, global_reset=global_reset)  # fmt: skip
+    g = FrameGeometry(height=40, crop_y=crop, binning=binning, flipped=flipped)
+    pix = np.random.default_rng(seed).uniform(-0.5, 39.49, (25, 2))  # > height / 4: the gather
+    t = pixel_times(m, g, ref, exp, pix)  # type: ignore[arg-type]
+    rows = np.floor(pix[:, 1] + 0.5).astype(np.int64)
+    want = row_times(m, g, ref, exp, rows)  # type: ignore[arg-type]
+    assert np.array_equal(t.rows, rows)
+    for name in ("start_ns", "mid_ns", "end_ns", "sigma_ns"):
+        got, exp_arr = getattr(t, name), getattr(want, name)
+        assert got.shape == exp_arr.shape and got.dtype == exp_arr.dtype, name
+        assert np.array_equal(got, exp_arr), name
+
+
+def test_pixel_table_cache_is_never_handed_out() -> None:
+    m = RowModel.from_us(offset0_us=10, line_period_ns=1000, readout="2cms")
+    g = FrameGeometry(height=8)
+    pix = [(0.0, float(y)) for y in range(8)]
+    a = pixel_times(m, g, 0, 5000, pix)
+    a.end_ns[...] = -1  # the caller's arrays are its own
+    a.sigma_ns[...] = 0.0
+    b = pixel_times(m, g, 0, 5000, pix)
+    assert b.end_ns[0].tolist() == [10_000 + 1000 * y for y in range(8)]
+    assert b.sigma_ns.min() > 0
+    c = pixel_times(m, g, 1_000_000, 5000, pix)  # another frame of the same setting
+    assert c.end_ns[0].tolist() == [1_010_000 + 1000 * y for y in range(8)]
+    with pytest.raises(RowModelError, match="exposure"):
+        pixel_times(m, g, 0, 0, pix)
+    with pytest.raises(RowModelError, match="outside"):
+        pixel_times(m, g, 0, 5000, [*pix, (0.0, 7.6)])
+    with pytest.raises(RowModelError, match="row -1 outside"):
+        pixel_times(m, g, 0, 5000, [*pix, (0.0, -0.6)])
+    edges = pixel_times(m, g, 0, 5000, [*pix, (0.0, -0.5), (0.0, 7.49), (0.0, 2.5)])
+    assert edges.rows[-3:].tolist() == [0, 7, 3]  # halves round up
