@@ -25,11 +25,14 @@ TMP_MARK = ".qhytime-tmp"
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[Path]:
     """A temporary path beside ``path``; renamed onto ``path`` when the block succeeds.
 
     For writers that want a file name (astropy's ``writeto``). The temporary file exists
     (empty) when the block starts; on an exception it is removed and ``path`` is untouched.
+    With ``fsync`` (the default) the data reach the disk before the rename, so a power cut
+    cannot leave an empty file under the final name; files that can be made again (simulated
+    captures) may skip it.
 
     Examples
     --------
@@ -52,8 +55,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, _mode_for(final))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if fsync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, final)
     except BaseException as err:
         with contextlib.suppress(OSError):
@@ -96,7 +100,7 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_open(
-    path: str | os.PathLike[str], mode: str = "w", **kw: Any
+    path: str | os.PathLike[str], mode: str = "w", *, fsync: bool = True, **kw: Any
 ) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` for writing; rename it onto ``path`` on success.
 
@@ -110,7 +114,7 @@ def atomic_open(
         raise ValueError(f"atomic_open writes new files: mode 'w' or 'wb', not {mode!r}")
     if mode == "w":
         kw.setdefault("encoding", "utf-8")
-    with atomic_path(path) as tmp, open(tmp, mode, **kw) as fh:
+    with atomic_path(path, fsync=fsync) as tmp, open(tmp, mode, **kw) as fh:
         yield fh
         fh.flush()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,6 +39,11 @@ if TYPE_CHECKING:
 Readout = Literal["pairs", "2cms"]
 Reference = Literal["start", "end", "now"]
 READOUTS: tuple[str, str] = ("pairs", "2cms")
+
+MAX_OFFSET0_PS = 10**20
+"""Largest |offset0| (1e8 us): beyond any real camera, and far inside int64 arithmetic."""
+MAX_LINE_PERIOD_PS = 10**9
+"""Largest line period (1 ms per row)."""
 
 TICK_SIGMA_NS = 100.0 / np.sqrt(12.0)
 """1-sigma of the 100 ns tick quantisation of a stamp (uniform): ~28.9 ns."""
@@ -111,8 +117,18 @@ class RowModel:
             raise RowModelError(f"readout must be one of {READOUTS}, not {self.readout!r}")
         if self.reference not in STAMP_NAMES:
             raise RowModelError(f"reference must be one of {STAMP_NAMES}, not {self.reference!r}")
-        if self.line_period_ps <= 0:
-            raise RowModelError(f"line period must be positive, got {self.line_period_ps} ps")
+        for name, lo, hi in (("offset0_ps", -MAX_OFFSET0_PS, MAX_OFFSET0_PS),
+                             ("line_period_ps", 1, MAX_LINE_PERIOD_PS)):  # fmt: skip
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or not lo <= v <= hi:
+                raise RowModelError(f"{name} = {v!r} must be a whole number from {lo} to {hi}")
+        for name in ("offset0_sigma_ps", "line_period_sigma_ps"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float | np.number) and math.isfinite(v) and v >= 0):
+                raise RowModelError(f"{name} = {v!r} must be a finite number >= 0")
+        e = self.exposure_scale
+        if not (isinstance(e, int | float | np.number) and math.isfinite(e) and 0 < e <= 10):
+            raise RowModelError(f"exposure_scale = {e!r} must be a finite number in (0, 10]")
 
     @classmethod
     def from_us(
@@ -127,7 +143,28 @@ class RowModel:
         exposure_scale: float = 1.0,
         global_reset: bool = False,
     ) -> RowModel:
-        """Build from the units calibrations use (offset0 in us, line period in ns)."""
+        """Build from the units calibrations use (offset0 in us, line period in ns).
+
+        Raises
+        ------
+        RowModelError
+            For a value that is not finite or out of range (offset0 within +-1e8 us, line
+            period in (0, 1e6] ns, sigmas >= 0).
+
+        Examples
+        --------
+        >>> RowModel.from_us(offset0_us=float("nan"), line_period_ns=43194)
+        Traceback (most recent call last):
+        ...
+        qhytime.errors.RowModelError: offset0_us = nan must be a finite number within +-1e+08
+        """
+        for name, v, bound in (("offset0_us", offset0_us, 1e8), ("line_period_ns", line_period_ns, 1e6),
+                               ("offset0_sigma_us", offset0_sigma_us, 1e8),
+                               ("line_period_sigma_ns", line_period_sigma_ns, 1e6)):  # fmt: skip
+            if isinstance(v, bool) or not isinstance(v, int | float | np.number) or not (
+                math.isfinite(v) and abs(v) <= bound
+            ):
+                raise RowModelError(f"{name} = {v!r} must be a finite number within +-{bound:g}")
         return cls(
             offset0_ps=us_to_ps(offset0_us),
             line_period_ps=ns_to_ps(line_period_ns),

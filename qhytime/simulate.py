@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from qhytime.atomic import atomic_open
 from qhytime.gpsblock import (
     GpsBlock,
     Stamp,
@@ -848,7 +849,7 @@ class CameraSim:
         paths = []
         for i in range(n_frames):
             path = out / f"{prefix}_{i:04d}.fits"
-            with open(path, "wb") as fh:
+            with atomic_open(path, "wb", fsync=False) as fh:  # whole or not at all
                 fh.write(head)
                 written = 0
                 for _, rows in self.frame_rows(

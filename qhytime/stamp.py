@@ -28,7 +28,7 @@ the first six; its per-row formula is ``GPS_EUTC + QHY_OFF0 + 2*QHY_LP*floor(y/2
 
 ========  ===============================================================================
 GPS_EUTC  the end stamp, ISO UTC with 9 decimals (Siril keeps whole microseconds of it)
-GPS_EFLG  receiver state of the end stamp (Siril times only state 3)
+GPS_EFLG  receiver state of the end stamp (Siril times states 2 and 3)
 QHY_EXP   [s] exposure the row times use (the source's exposure x the calibration's scale)
 QHY_LP    [ns] the line period as the integer Siril reads (N.I.N.A. writes the SDK's
           integer LinePeriod): the floor or ceiling of ``QT_LP``, whichever keeps Siril's

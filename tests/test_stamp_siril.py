@@ -77,8 +77,9 @@ def siril_read(h: fits.Header, ry: int) -> dict:
 
 
 def siril_timestamp_us(data: dict, moment: str, y: int) -> int | None:
-    """get_timestamp_for_pixel(data, moment, x, y): unix microseconds, None when not locked."""
-    if data["flag"] != 3:
+    """get_timestamp_for_pixel(data, moment, x, y): unix microseconds; None unless the end
+    stamp's state is 2 or 3 (``time_is_accurate``: ``flag == 3 || flag == 2`` in gps_parser.c)."""
+    if data["flag"] not in (2, 3):
         return None
     if data["top_down"]:
         y = data["ry"] - y - 1

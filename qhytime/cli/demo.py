@@ -18,7 +18,7 @@ from qhytime.cli._common import Number, db_option, open_store
     show_default=True,
     help="Where the simulated capture and stamped copies go.",
 )
-@click.option("--frames", type=Number(integer=True, lo=1, hi=1000), default=2,
+@click.option("--frames", type=Number(integer=True, lo=1, hi=20), default=2,
               show_default=True, help="Frames to simulate.")  # fmt: skip
 @db_option
 def demo(workdir: str, frames: int, db: str | None) -> None:
