@@ -7,6 +7,7 @@ not import matplotlib; astropy is imported when a time is first converted.
 from typing import TYPE_CHECKING
 
 from qhytime.calibration import Calibration, Setting, dump_toml, load_toml
+from qhytime.cluster import open_executor
 from qhytime.decode import (
     DecodedFile,
     DecodedFrame,
@@ -20,6 +21,7 @@ from qhytime.decode import (
 from qhytime.doctor import doctor_report
 from qhytime.errors import (
     CalibrationError,
+    ClusterError,
     FrameReadError,
     GpsBlockError,
     LedFitError,
@@ -151,6 +153,7 @@ __all__ = [
     "CalibrationPinnedWarning",
     "CalibrationStore",
     "CameraSim",
+    "ClusterError",
     "DecodedFile",
     "DecodedFrame",
     "EdgeTime",
@@ -242,6 +245,7 @@ __all__ = [
     "load_toml",
     "measure_streak",
     "near_leap_second",
+    "open_executor",
     "open_frames",
     "orbit_check",
     "parse_iso_ns",

@@ -31,22 +31,26 @@ from numpy.typing import NDArray
 
 from qhytime.errors import FrameReadError, TruncatedFileError
 from qhytime.gpsblock import FIELD_NAMES, STAMP_NAMES, GpsBlock, GpsBlockArray, Stamp
-from qhytime.readers import FrameReader, expand_paths, open_frames
+from qhytime.readers import FitsReader, FrameReader, expand_paths, open_frames
 from qhytime.readers.base import BlockScan
-from qhytime.timebase import stamp_unix_ns, unix_ns_to_iso, unix_ns_to_time
+from qhytime.timebase import stamp_unix_ns_pairs, unix_ns_to_iso, unix_ns_to_time
 from qhytime.validity import (
+    FrameReasons,
     Sparse,
     _consistency_reasons,
     _frame_check_reasons,
     _lone_span_reasons,
     _sequence_reasons,
     _stamp_reasons,
+    block_presence,
     run_ids,
     sort_reasons,
 )
 
 if TYPE_CHECKING:
     from astropy.time import Time
+
+    from qhytime.cluster import Executor
 
 STATUS_OK = "ok"
 STATUS_INVALID = "invalid"
@@ -183,8 +187,10 @@ class DecodedFile:
         Exact times of each stamp for every frame (meaningless where no block).
     unix_ns_nominal : dict of str to int64 array
         The same with 100 ns ticks.
-    reasons : list of list of str
-        Per frame; empty lists are good frames.
+    reasons : FrameReasons
+        Per frame (a list of lists held sparsely, see
+        :class:`~qhytime.validity.FrameReasons`); empty lists are good frames. A plain list
+        of lists given is converted.
     truncation : TruncatedFileError or None
         Set when the file ends before its last frame.
     """
@@ -193,9 +199,13 @@ class DecodedFile:
     scan: BlockScan
     unix_ns: dict[str, NDArray[np.int64]]
     unix_ns_nominal: dict[str, NDArray[np.int64]]
-    reasons: list[list[str]]
+    reasons: FrameReasons
     truncation: TruncatedFileError | None
     nominal_clock: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.reasons, FrameReasons):
+            self.reasons = FrameReasons.from_lists(self.reasons)
 
     def __len__(self) -> int:
         return len(self.scan)
@@ -203,7 +213,7 @@ class DecodedFile:
     @property
     def ok(self) -> NDArray[np.bool_]:
         """True for the frames whose times can be trusted."""
-        return np.array([not r for r in self.reasons], dtype=bool)
+        return self.reasons.ok()
 
     def frame(self, i: int) -> DecodedFrame:
         """The record of frame ``i``."""
@@ -288,12 +298,7 @@ def decode_reader(
     scan = reader.scan_blocks()
     blocks = scan.blocks
     n = len(blocks)
-    unix_ns: dict[str, NDArray[np.int64]] = {}
-    unix_nom: dict[str, NDArray[np.int64]] = {}
-    for name in STAMP_NAMES:
-        _, sec, ticks = blocks.stamp_columns(name)
-        unix_ns[name] = stamp_unix_ns(sec, ticks, blocks.pps_count)
-        unix_nom[name] = stamp_unix_ns(sec, ticks, blocks.pps_count, nominal_clock=True)
+    unix_ns, unix_nom = _stamp_times(blocks)
     found = Sparse()
     structure = reader.structure_problem()
     present_idx = np.flatnonzero(scan.present)
@@ -302,9 +307,12 @@ def decode_reader(
     if structure is not None:
         for i in range(n):
             found.add(i, structure)
-    if present_idx.size:
+    if present_idx.size == n:  # every frame has its block (the usual case): no copies
+        sub, sub_ns = blocks, unix_ns
+    elif present_idx.size:
         sub = blocks.take(present_idx)
         sub_ns = {k: v[present_idx] for k, v in unix_ns.items()}
+    if present_idx.size:
         exposure = exposure_ns if exposure_ns is not None else reader.exposure_ns
         if standalone:
             runs = run_ids(sub.sequence, sub.width, sub.height)
@@ -321,18 +329,29 @@ def decode_reader(
         for part in checks:
             for k, texts in part.items():
                 found.setdefault(int(present_idx[k]), []).extend(texts)
-    reasons = found.dense(n)
     for i, texts in found.items():
         if len(texts) > 1:
-            reasons[i] = sort_reasons(texts)
+            found[i] = sort_reasons(texts)
     return DecodedFile(
         path=reader.path,
         scan=scan,
         unix_ns=unix_ns,
         unix_ns_nominal=unix_nom,
-        reasons=reasons,
+        reasons=FrameReasons(n, found),
         truncation=reader.truncation,
         nominal_clock=nominal_clock,
+    )
+
+
+def _stamp_times(
+    blocks: GpsBlockArray,
+) -> tuple[dict[str, NDArray[np.int64]], dict[str, NDArray[np.int64]]]:
+    """Exact times of every stamp of ``blocks``: measured clock, nominal clock."""
+    cols = [blocks.stamp_columns(name)[1:] for name in STAMP_NAMES]
+    pairs = stamp_unix_ns_pairs(cols, blocks.pps_count)
+    return (
+        {name: p[0] for name, p in zip(STAMP_NAMES, pairs, strict=True)},
+        {name: p[1] for name, p in zip(STAMP_NAMES, pairs, strict=True)},
     )
 
 
@@ -353,6 +372,7 @@ def decode_series(
     *,
     nominal_clock: bool = False,
     exposure_ns: int | None = None,
+    executor: Executor | None = None,
 ) -> Iterator[SeriesFile]:
     """Decode a set of files, one :class:`SeriesFile` per file, with the reasons that only the
     file's sequence can give.
@@ -369,46 +389,32 @@ def decode_series(
     ----------
     exposure_ns : int, optional
         The exposure to check stamps against where a file names none.
+    executor : qhytime.cluster.Executor, optional
+        Where each file is decoded (:func:`decode_one`, a pure function of the file): in
+        this process by default, or on a dask cluster. The checks across files run here, in
+        the order given, on results that come back in that order: the output is the same.
 
     Examples
     --------
     >>> [(f.path, len(f.decoded)) for f in decode_series(["tests/data/video16.ser"])]
     [('tests/data/video16.ser', 25)]
     """
+    from functools import partial
+
+    from qhytime.cluster import task_failure
+
+    def lost(name: str, exc: BaseException) -> tuple[SeriesFile, bool]:
+        return _error(name, f"not decoded: {task_failure(exc)}"), False
+
+    work = partial(decode_one, nominal_clock=nominal_clock, exposure_ns=exposure_ns)
+    names = expand_paths(paths)
+    if executor is None:  # here: one-frame FITS files in batches, the same items (_decode_stream)
+        done = _decode_stream(names, nominal_clock=nominal_clock, exposure_ns=exposure_ns)
+    else:
+        done = executor.map(work, names, on_error=lost)
     series = _FitsSeries()
-    for name in expand_paths(paths):
-        if os.path.isdir(name):
-            yield from series.add(_error(name, "the folder holds no FITS or SER files"))
-            continue
-        try:
-            reader = open_frames(name)
-        except Exception as exc:  # one bad file never ends the batch
-            yield from series.add(_error(name, _why(exc, name)))
-            continue
-        with reader:
-            single = reader.kind == "fits" and reader.declared_frames == 1
-            try:
-                exposure = reader.exposure_ns if reader.exposure_ns is not None else exposure_ns
-                decoded = decode_reader(reader, nominal_clock=nominal_clock, standalone=not single,
-                                        exposure_ns=exposure)  # fmt: skip
-            except Exception as exc:  # one bad file never ends the batch
-                yield from series.add(_error(name, _why(exc, name)))
-                continue
-        if decoded.truncation is None and reader.declared_frames == 0:
-            tail = [_error(name, "the file holds no frames").records[0]]
-        elif decoded.truncation is not None:
-            tail = [
-                DecodedFrame(
-                    file=name,
-                    frame=decoded.truncation.complete_frames,
-                    status=STATUS_ERROR,
-                    reasons=[decoded.truncation.reason],
-                )
-            ]
-        else:
-            tail = []
-        item = SeriesFile(path=name, decoded=decoded, exposure=exposure, records=tail)
-        if single:
+    for item, single in done:
+        if item.decoded is None or single:
             yield from series.add(item)
         else:
             yield from series.flush()
@@ -416,8 +422,204 @@ def decode_series(
     yield from series.flush()
 
 
+def decode_one(
+    name: str, *, nominal_clock: bool = False, exposure_ns: int | None = None
+) -> tuple[SeriesFile, bool]:
+    """The per-file part of :func:`decode_series`: one file decoded on its own (a file of a
+    longer sequence without the checks that need its neighbours).
+
+    A pure function of the file; it never raises for a bad file (the item is then an
+    ``error`` one).
+
+    Returns
+    -------
+    item : SeriesFile
+    single : bool
+        True for a one-frame FITS file (a frame of a sequence of files).
+
+    Examples
+    --------
+    >>> item, single = decode_one("tests/data/fits16_000.fits")
+    >>> len(item.decoded), single
+    (1, True)
+    """
+    if os.path.isdir(name):
+        return _error(name, "the folder holds no FITS or SER files"), False
+    try:
+        reader = open_frames(name)
+    except Exception as exc:  # one bad file never ends the batch
+        return _error(name, _why(exc, name)), False
+    with reader:
+        return _decode_open(name, reader, nominal_clock, exposure_ns)
+
+
+def _decode_open(
+    name: str, reader: FrameReader, nominal_clock: bool, exposure_ns: int | None
+) -> tuple[SeriesFile, bool]:
+    """:func:`decode_one` of a file already open (the caller closes it)."""
+    single = reader.kind == "fits" and reader.declared_frames == 1
+    try:
+        exposure = reader.exposure_ns if reader.exposure_ns is not None else exposure_ns
+        decoded = decode_reader(reader, nominal_clock=nominal_clock, standalone=not single,
+                                exposure_ns=exposure)  # fmt: skip
+    except Exception as exc:  # one bad file never ends the batch
+        return _error(name, _why(exc, name)), False
+    if decoded.truncation is None and reader.declared_frames == 0:
+        tail = [_error(name, "the file holds no frames").records[0]]
+    elif decoded.truncation is not None:
+        tail = [
+            DecodedFrame(
+                file=name,
+                frame=decoded.truncation.complete_frames,
+                status=STATUS_ERROR,
+                reasons=[decoded.truncation.reason],
+            )
+        ]
+    else:
+        tail = []
+    return SeriesFile(path=name, decoded=decoded, exposure=exposure, records=tail), single
+
+
+def _decode_stream(
+    names: Iterable[str], *, nominal_clock: bool = False, exposure_ns: int | None = None
+) -> Iterator[tuple[SeriesFile, bool]]:
+    """:func:`decode_one` of each file in turn, the same items in the same order, with one-frame
+    FITS files decoded in batches (:class:`_OneFrameBatch`): numpy's fixed cost is paid once
+    per batch instead of once per file."""
+    batch = _OneFrameBatch(nominal_clock, exposure_ns)
+    for name in names:
+        if os.path.isdir(name):
+            item = decode_one(name, nominal_clock=nominal_clock, exposure_ns=exposure_ns)
+        else:
+            try:
+                reader = open_frames(name)
+            except Exception as exc:  # one bad file never ends the batch
+                item = (_error(name, _why(exc, name)), False)
+            else:
+                with reader:
+                    if batch.take(name, reader):
+                        if batch.full:
+                            yield from batch.flush()
+                        continue
+                    item = _decode_open(name, reader, nominal_clock, exposure_ns)
+        yield from batch.flush()
+        yield item
+    yield from batch.flush()
+
+
+@dataclass
+class _OneFrame:
+    """A one-frame FITS file waiting in a :class:`_OneFrameBatch`: what its decoding needs."""
+
+    name: str
+    raw: NDArray[np.uint8]
+    width: int
+    height: int
+    top_down: bool
+    exposure: int | None
+
+
+class _OneFrameBatch:
+    """One-frame FITS files decoded together, with the result of :func:`decode_one` for each.
+
+    A file is taken when its block is in its pixels where its row order puts it (a plain,
+    uncompressed FITS file of raw integers whose block's width and height fields match the
+    image): its 44 bytes are read and the file closed. Any other file is decoded on its own.
+    :meth:`flush` decodes the blocks taken in one vectorised pass: block fields, stamp times
+    and the per-frame checks of :func:`decode_reader` (the checks across files are
+    :class:`_FitsSeries`'s, as for files decoded one by one).
+    """
+
+    SIZE = 128
+
+    def __init__(self, nominal_clock: bool, exposure_ns: int | None) -> None:
+        self.nominal_clock = nominal_clock
+        self.exposure_ns = exposure_ns
+        self.files: list[_OneFrame] = []
+
+    @property
+    def full(self) -> bool:
+        return len(self.files) >= self.SIZE
+
+    def take(self, name: str, reader: FrameReader) -> bool:
+        """Read the file's block bytes and keep them when the batch can decode them."""
+        if not (
+            isinstance(reader, FitsReader)
+            and reader.declared_frames == 1
+            and len(reader) == 1
+            and reader.compression is None
+            and reader.pixel_block_problem() is None
+            and reader.structure_problem() is None
+        ):
+            return False
+        top_down = reader.stored_top_down
+        try:
+            raw = reader.block_bytes(last_row=top_down)[0]
+        except Exception:  # decoded on its own, which reports it
+            return False
+        w, h = reader.width, reader.height
+        if (int(raw[5]) << 8 | int(raw[6]), int(raw[7]) << 8 | int(raw[8])) != (w, h):
+            return False  # no block there (block_presence's test, for w, h > 0): on its own
+        exposure = reader.exposure_ns if reader.exposure_ns is not None else self.exposure_ns
+        self.files.append(_OneFrame(name, raw, w, h, top_down, exposure))
+        return True
+
+    def flush(self) -> list[tuple[SeriesFile, bool]]:
+        """The items of the files taken, in order (the batch is then empty)."""
+        files, self.files = self.files, []
+        if not files:
+            return []
+        try:
+            return self._decode(files)
+        except Exception:  # never expected: each file again on its own, as decode_one does
+            return [decode_one(f.name, nominal_clock=self.nominal_clock,
+                               exposure_ns=self.exposure_ns) for f in files]  # fmt: skip
+
+    def _decode(self, files: list[_OneFrame]) -> list[tuple[SeriesFile, bool]]:
+        m = len(files)
+        blocks = GpsBlockArray.from_bytes(np.stack([f.raw for f in files]))
+        present, _ = block_presence(
+            blocks, [f.width for f in files], [f.height for f in files]
+        )
+        if not present.all():
+            raise AssertionError("a block taken is not present")
+        unix_ns, unix_nom = _stamp_times(blocks)
+        exposure = np.array([f.exposure or 0 for f in files], dtype=np.int64)
+        found = Sparse()
+        found.merge(_stamp_reasons(blocks, unix_ns))
+        found.merge(_frame_check_reasons(blocks, unix_ns, exposure, lone=False))
+        fields = blocks._fields
+        out: list[tuple[SeriesFile, bool]] = []
+        for j in range(m):
+            f = files[j]
+            sl = slice(j, j + 1)
+            texts = found.get(j)
+            if texts is not None and len(texts) > 1:
+                texts = sort_reasons(texts)
+            decoded = DecodedFile(
+                path=f.name,
+                scan=BlockScan(
+                    blocks=GpsBlockArray._of({k: v[sl] for k, v in fields.items()}),
+                    present=np.ones(1, dtype=bool),
+                    why_absent=[None],
+                    origin=["pixels:last row" if f.top_down else "pixels"],
+                    flipped=np.full(1, f.top_down, dtype=bool),
+                ),
+                unix_ns={k: v[sl] for k, v in unix_ns.items()},
+                unix_ns_nominal={k: v[sl] for k, v in unix_nom.items()},
+                reasons=FrameReasons(1, None if texts is None else {0: texts}),
+                truncation=None,
+                nominal_clock=self.nominal_clock,
+            )
+            out.append((SeriesFile(path=f.name, decoded=decoded, exposure=f.exposure, records=[]), True))
+        return out
+
+
 def decode_paths(
-    paths: Iterable[str | os.PathLike[str]], *, nominal_clock: bool = False
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    nominal_clock: bool = False,
+    executor: Executor | None = None,
 ) -> Iterator[DecodedFrame]:
     """Decode a set of files frame by frame, never stopping on a bad one.
 
@@ -425,7 +627,8 @@ def decode_paths(
     cannot be read yields one record with status ``"error"``; a truncated file yields its
     complete frames and then one ``"error"`` record for the missing ones. Frames are
     checked against their sequence: the frames of a multi-frame file, or single-frame FITS
-    files in the order given (see the module notes and :func:`decode_series`).
+    files in the order given (see the module notes and :func:`decode_series`). With an
+    ``executor`` (:mod:`qhytime.cluster`) the files are decoded there, with the same output.
 
     Examples
     --------
@@ -434,7 +637,7 @@ def decode_paths(
     >>> [(r.frame, r.status) for r in decode_paths(["tests/data/video16.ser"] * 2)][24:26]
     [(24, 'ok'), (0, 'ok')]
     """
-    for item in decode_series(paths, nominal_clock=nominal_clock):
+    for item in decode_series(paths, nominal_clock=nominal_clock, executor=executor):
         yield from item.emit()
 
 
@@ -574,4 +777,4 @@ class _FitsSeries:
         for j, extra in found.items():
             d, i, report = where[j]
             if report:
-                d.reasons[i] = sort_reasons(d.reasons[i] + extra)
+                d.reasons[i] = sort_reasons([*d.reasons[i], *extra])

@@ -115,3 +115,8 @@ class OutputError(_FieldError, OSError):
 class NotIndexedError(_FieldError, LookupError):
     """A frame, file or alert asked of the frame timing index is not in it (``path``: the
     file asked for, when one was)."""
+
+
+class ClusterError(_FieldError, RuntimeError):
+    """A dask cluster cannot be used (dask.distributed not installed, the scheduler cannot be
+    reached, the workers run another qhytime version)."""

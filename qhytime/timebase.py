@@ -16,10 +16,11 @@ nominal scaling is used; :mod:`qhytime.validity` flags such stamps.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -122,6 +123,39 @@ def stamp_unix_ns(seconds: Any, ticks: Any, pps_count: Any, *, nominal_clock: bo
         np.asarray(ticks, dtype=np.int64), pps_count, nominal_clock=nominal_clock
     )
     return int(out) if scalar else np.asarray(out, dtype=np.int64)
+
+
+def stamp_unix_ns_pairs(
+    stamps: Iterable[tuple[NDArray[np.int64], NDArray[np.int64]]], pps_count: NDArray[np.int64]
+) -> list[tuple[NDArray[np.int64], NDArray[np.int64]]]:
+    """:func:`stamp_unix_ns` of several stamps of the same frames, measured and nominal.
+
+    The same integers as ``stamp_unix_ns(seconds, ticks, pps_count)`` and
+    ``stamp_unix_ns(seconds, ticks, pps_count, nominal_clock=True)`` for each
+    ``(seconds, ticks)`` pair of int64 arrays, with the pps count looked at once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [(m.tolist(), n.tolist()) for m, n in stamp_unix_ns_pairs(
+    ...     [(np.array([940815891]), np.array([7300584]))], np.array([9999612]))]
+    [([1754099091730086727], [1754099091730058400])]
+    """
+    p = np.asarray(pps_count, dtype=np.int64)
+    usable = (p >= PPS_COUNT_MIN) & (p <= PPS_COUNT_MAX) & (p != PPS_COUNT_LOST)
+    every = bool(usable.all())
+    safe_p = p if every else np.where(usable, p, 1)
+    two_p = 2 * safe_p
+    out = []
+    for seconds, ticks in stamps:
+        t = np.asarray(ticks, dtype=np.int64)
+        whole = (np.asarray(seconds, dtype=np.int64) + GPS_EPOCH_UNIX_S) * NS_PER_S
+        nominal = t * NOMINAL_TICK_NS
+        measured = (2 * t * NS_PER_S + safe_p) // two_p
+        if not every:
+            measured = np.where(usable, measured, nominal)
+        out.append((whole + measured, whole + nominal))
+    return out
 
 
 def unix_ns_to_iso(unix_ns: Any) -> Any:
@@ -229,6 +263,11 @@ def leap_second_unix_ns() -> NDArray[np.int64]:
 
 
 @functools.cache
+def _leap_list() -> list[int]:
+    return [int(v) for v in leap_second_unix_ns()]
+
+
+@functools.cache
 def leap_table_expiry() -> str:
     """Expiry date of the bundled leap-second table (ISO date)."""
     from astropy.utils import iers
@@ -249,6 +288,11 @@ def near_leap_second(unix_ns: Any, window_ns: int = LEAP_WINDOW_NS) -> Any:
     """
     t = np.asarray(unix_ns, dtype=np.int64)
     leaps = leap_second_unix_ns()
+    if t.size > 1:  # most sets of times lie far from every leap second: one look decides
+        lo, hi = int(t.min()) - window_ns, int(t.max()) + window_ns
+        within = _leap_list()
+        if bisect.bisect_right(within, lo) == bisect.bisect_left(within, hi):
+            return np.zeros(t.shape, dtype=bool)
     idx = np.clip(np.searchsorted(leaps, t), 1, len(leaps) - 1)
     dist = np.minimum(np.abs(t - leaps[idx - 1]), np.abs(t - leaps[idx]))
     out = dist < window_ns

@@ -82,12 +82,19 @@ run:
 
 from __future__ import annotations
 
-from typing import Any
+import bisect
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from qhytime.gpsblock import STAMP_NAMES, GpsBlockArray
+from qhytime.gpsblock import (
+    STAMP_NAMES,
+    GpsBlockArray,
+    latitude_deg_from_raw,
+    longitude_deg_from_raw,
+)
 from qhytime.timebase import (
     LEAP_WINDOW_NS,
     NS_PER_S,
@@ -198,6 +205,132 @@ class Sparse(dict[int, list[str]]):
         out: list[list[str]] = [[] for _ in range(n)]
         for i, texts in self.items():
             out[i].extend(texts)
+        return out
+
+
+class FrameReasons(Sequence[list[str]]):
+    """The reasons of every frame of a file, held sparsely (most frames have none).
+
+    It reads like a list with one list of reasons per frame (empty for a good frame), without
+    a Python object per good frame: ``reasons[i]``, ``len``, iteration, slices (another
+    :class:`FrameReasons`) and ``==`` with a list of lists. ``reasons[i] = [...]`` replaces a
+    frame's reasons. :attr:`flagged` and :meth:`items` give only the frames that have some.
+
+    A frame's list is the stored one when it has reasons, a new empty list otherwise: change
+    a frame's reasons by assigning them, not by appending to what was read.
+
+    Parameters
+    ----------
+    n : int
+        Number of frames.
+    found : dict of int to list of str, optional
+        The reasons of the frames that have some, by frame index (``0 <= i < n``).
+
+    Examples
+    --------
+    >>> r = FrameReasons(3, {1: ["sequence_gap: 1 frame(s) missing ..."]})
+    >>> len(r), r[0], r[1][0][:12], r.flagged.tolist()
+    (3, [], 'sequence_gap', [1])
+    >>> r == [[], ["sequence_gap: 1 frame(s) missing ..."], []], r.ok().tolist()
+    (True, [True, False, True])
+    >>> r[1:] == [["sequence_gap: 1 frame(s) missing ..."], []]
+    True
+    """
+
+    __slots__ = ("_found", "_keys", "_n")
+
+    def __init__(self, n: int = 0, found: dict[int, list[str]] | None = None) -> None:
+        self._n = int(n)
+        self._keys: list[int] | None = None  # flagged frames in order, made on demand
+        self._found: dict[int, list[str]] = {}
+        for i, texts in (found or {}).items():
+            if texts:
+                if not 0 <= i < self._n:
+                    raise IndexError(f"frame {i} outside 0..{self._n - 1}")
+                self._found[int(i)] = texts
+
+    @classmethod
+    def from_lists(cls, reasons: Iterable[list[str]]) -> FrameReasons:
+        """From one list of reasons per frame."""
+        found, n = {}, 0
+        for n, texts in enumerate(reasons, 1):
+            if texts:
+                found[n - 1] = list(texts)
+        return cls(n, found)
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> list[str]: ...
+    @overload
+    def __getitem__(self, i: slice) -> FrameReasons: ...
+    def __getitem__(self, i: int | slice) -> list[str] | FrameReasons:
+        if isinstance(i, slice):
+            r = range(self._n)[i]
+            if r.step == 1:
+                return FrameReasons(len(r), {k - r.start: v for k, v in self.items(r.start, r.stop)})
+            return FrameReasons(len(r), {j: self._found[k] for j, k in enumerate(r) if k in self._found})
+        k = self._index(i)
+        texts = self._found.get(k)
+        return [] if texts is None else texts
+
+    def __setitem__(self, i: int, texts: list[str]) -> None:
+        k = self._index(i)
+        if texts:
+            if k not in self._found:
+                self._keys = None
+            self._found[k] = list(texts)
+        elif self._found.pop(k, None) is not None:
+            self._keys = None
+
+    def _index(self, i: Any) -> int:
+        k = int(i)
+        if not -self._n <= k < self._n:
+            raise IndexError(f"frame index {k} out of range for {self._n} frame(s)")
+        return k % self._n
+
+    def __iter__(self) -> Iterator[list[str]]:
+        found = self._found
+        for i in range(self._n):
+            texts = found.get(i)
+            yield [] if texts is None else texts
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrameReasons):
+            return self._n == other._n and self._found == other._found
+        if isinstance(other, list | tuple):
+            return len(other) == self._n and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"FrameReasons({self._n}, {self._found!r})"
+
+    def _sorted(self) -> list[int]:
+        if self._keys is None:
+            self._keys = sorted(self._found)
+        return self._keys
+
+    @property
+    def flagged(self) -> NDArray[np.intp]:
+        """Indices of the frames that have reasons, in order."""
+        return np.array(self._sorted(), dtype=np.intp)
+
+    def items(self, lo: int = 0, hi: int | None = None) -> Iterator[tuple[int, list[str]]]:
+        """``(frame, reasons)`` of the frames that have reasons, in frame order (those of
+        frames ``lo..hi-1`` only, when given)."""
+        keys = self._sorted()
+        a = bisect.bisect_left(keys, lo) if lo > 0 else 0
+        b = len(keys) if hi is None else bisect.bisect_left(keys, hi)
+        for i in keys[a:b]:
+            yield i, self._found[i]
+
+    def ok(self) -> NDArray[np.bool_]:
+        """True for the frames without reasons."""
+        out = np.ones(self._n, dtype=bool)
+        out[self.flagged] = False
         return out
 
 
@@ -620,6 +753,22 @@ def rolling_median(v: ArrayLike) -> NDArray[np.float64]:
     return np.sort(w, axis=1)[:, 2]
 
 
+# Raw position digits that cannot make a position_jump: same sign and degree digits, minutes
+# spread below 0.4833 deg (2,900,000 latitude or 290,000 longitude units of 1e-5 or 1e-4
+# minute), safely inside POSITION_STEADY_DEG with float rounding.
+_LAT_STEADY_RAW = 2_900_000
+_LON_STEADY_RAW = 290_000
+
+
+def _within(raw: NDArray[np.int64], unit: int, spread: int) -> bool:
+    """True when the values share their digits above ``unit`` and spread by at most
+    ``spread`` (then no value is off its neighbours' position by the tolerance)."""
+    if raw.size == 0:
+        return True
+    lo, hi = int(raw.min()), int(raw.max())
+    return lo // unit == hi // unit and hi - lo <= spread
+
+
 def _deviation(v: ArrayLike, tol: float) -> NDArray[np.float64]:
     """``v`` less its rolling median; zeros when ``v`` spreads no more than ``tol`` (then no
     value can be off by more than ``tol`` from any median of them)."""
@@ -738,15 +887,18 @@ def _run_reasons(
         "is damaged"
     ))  # fmt: skip
 
-    lat = blocks.latitude_deg[a:b]
-    lon = blocks.longitude_deg[a:b]
-    lon_rel = (lon - lon[0] + 180.0) % 360.0 - 180.0  # across the date line
-    dlat = np.abs(_deviation(lat, POSITION_STEADY_DEG))
-    dlon = np.abs(_deviation(lon_rel, POSITION_STEADY_DEG))
-    note((dlat > POSITION_STEADY_DEG) | (dlon > POSITION_STEADY_DEG), lambda k: (
-        f"position_jump: position {lat[k]:.5f}, {lon[k]:.5f} deg is {max(dlat[k], dlon[k]):.3f} "
-        f"deg from its neighbours' (tolerance {POSITION_STEADY_DEG} deg): the block is damaged"
-    ))  # fmt: skip
+    lat_raw, lon_raw = blocks.latitude_raw[a:b], blocks.longitude_raw[a:b]
+    if not (_within(lat_raw, 10**7, _LAT_STEADY_RAW) and _within(lon_raw, 10**6, _LON_STEADY_RAW)):
+        lat = np.asarray(latitude_deg_from_raw(lat_raw), dtype=np.float64)
+        lon = np.asarray(longitude_deg_from_raw(lon_raw), dtype=np.float64)
+        lon_rel = (lon - lon[0] + 180.0) % 360.0 - 180.0  # across the date line
+        dlat = np.abs(_deviation(lat, POSITION_STEADY_DEG))
+        dlon = np.abs(_deviation(lon_rel, POSITION_STEADY_DEG))
+        note((dlat > POSITION_STEADY_DEG) | (dlon > POSITION_STEADY_DEG), lambda k: (
+            f"position_jump: position {lat[k]:.5f}, {lon[k]:.5f} deg is "
+            f"{max(dlat[k], dlon[k]):.3f} deg from its neighbours' (tolerance "
+            f"{POSITION_STEADY_DEG} deg): the block is damaged"
+        ))  # fmt: skip
 
     t = (end - end[0]).astype(np.float64)
     dt = np.diff(t)

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from qhytime.cli._cluster import cluster_executor, cluster_options, worker_paths
 from qhytime.cli._common import (
     Number,
     db_option,
@@ -93,13 +94,15 @@ RADIUS = Number(lo=0.5, hi=200, unit="px")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Save a plot of the light curve (PNG, PDF, SVG).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @db_option
+@cluster_options
 def lightcurve(
     files: tuple[str, ...], target: tuple[float, float], comparisons: tuple[tuple[float, float], ...],
     radius: float, annulus: tuple[float, float] | None, fixed: bool, search: float | None, moment: str,
     calibration_id: int | None, offset0_us: float | None, line_period_ns: float | None,
     readout: str | None, reference: str | None, exposure_s: float | None, crop_y: int | None,
     binning: int | None, fallback: bool, output: str | None, as_json: bool, events: bool,
-    plot_path: str | None, quiet: bool, db: str | None,
+    plot_path: str | None, quiet: bool, db: str | None, dask_address: str | None,
+    workers: int | None,
 ) -> None:  # fmt: skip
     """Light curve of a target (and comparison stars) over FITS sequences or SER files, every
     sample timed at the exposure window of the row under its aperture.
@@ -109,6 +112,10 @@ def lightcurve(
     or pinned with --calibration) or an explicit model. Frames whose own GPS time cannot be
     trusted are left out of the CSV and listed in its header; frames dropped from the
     sequence are listed there too (the frame after a gap keeps its own time).
+
+    With --dask or --workers each file's blocks are decoded, and its frames measured and
+    timed, by dask workers (fixed apertures: files in parallel; tracked ones: one file after
+    another, each starting where the previous left the aperture); the result is the same.
     """
     from qhytime.occultation import fit_events, light_curve, plot_light_curve
 
@@ -135,13 +142,17 @@ def lightcurve(
             bar.update(done)
 
     try:
-        with contextlib.nullcontext() if model is not None else open_store(db) as store, warnings_as_messages():
+        with (
+            contextlib.nullcontext() if model is not None else open_store(db) as store,
+            warnings_as_messages(),
+            cluster_executor(dask_address, workers) as executor,
+        ):
             lc = light_curve(
-                paths, target, comparisons, radius=radius, annulus=annulus, fixed=fixed,
-                search=search, time=moment, model=model, store=store,
-                calibration_id=calibration_id, fallback=fallback,
+                worker_paths(paths, dask_address), target, comparisons, radius=radius,
+                annulus=annulus, fixed=fixed, search=search, time=moment, model=model,
+                store=store, calibration_id=calibration_id, fallback=fallback,
                 exposure_ns=exposure_ns(exposure_s), crop_y=crop_y, binning=binning,
-                progress=progress,
+                progress=progress, executor=executor,
             )  # fmt: skip
     finally:
         if bar is not None:

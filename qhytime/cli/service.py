@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from qhytime.cli._cluster import cluster_executor, cluster_options
 from qhytime.cli._common import (
     EXPOSURE_S,
     FRAME_INDEX,
@@ -84,15 +85,20 @@ def _short(path: str, width: int = 40) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file per line.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @db_option
+@cluster_options
 def index_cmd(
     paths: tuple[str, ...], refresh: bool, fallback: bool, exposure_s: float | None,
-    as_json: bool, quiet: bool, db: str | None,
+    as_json: bool, quiet: bool, db: str | None, dask_address: str | None, workers: int | None,
 ) -> None:  # fmt: skip
     """Index the frames of FITS/SER files (folders expand) into the frame timing index.
 
     Idempotent: a file already indexed and unchanged adds nothing; a changed file is
     re-indexed (its frames replaced); a growing SER gets its new frames. Each file is
     committed in one transaction. Exit code 1 when some file could not be read.
+
+    With --dask or --workers the files are read and decoded by dask workers (with a
+    snapshot of the calibrations); this process writes the index as their records come
+    back, in the order given.
     """
     from tqdm import tqdm
 
@@ -121,11 +127,13 @@ def index_cmd(
                       + (f", {res.alerts} alert(s)" if res.alerts else ""))  # fmt: skip
         tqdm.write(cli_words(f"{res.action:<10} {res.path}: {detail}"))
 
-    with FrameIndex(db) as index:
-        bar = tqdm(files, unit="file", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
-        for res in index.ingest_paths(bar, fallback=fallback,
+    with FrameIndex(db) as index, cluster_executor(dask_address, workers) as executor:
+        bar = tqdm(total=len(files), unit="file", file=sys.stderr,
+                   disable=quiet or not sys.stderr.isatty())  # fmt: skip
+        for res in index.ingest_paths(files, fallback=fallback, executor=executor,
                                       exposure_ns=exposure_ns(exposure_s)):  # fmt: skip
             emit(res)
+            bar.update(1)
         bar.close()
         if refresh:
             for res in index.refresh(fallback=fallback):

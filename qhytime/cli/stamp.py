@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from qhytime.cli._cluster import cluster_executor, cluster_options, worker_paths
 from qhytime.cli._common import (
     cli_words,
     db_option,
@@ -36,11 +37,13 @@ from qhytime.cli._common import (
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @db_option
+@cluster_options
 def stamp(
     paths: tuple[str, ...], out_dir: str | None, in_place: bool, calibration_id: int | None,
     offset0_us: float | None, line_period_ns: float | None, readout: str | None,
     reference: str | None, exposure_s: float | None, crop_y: int | None, binning: int | None,
-    fallback: bool, allow_invalid: bool, quiet: bool, db: str | None,
+    fallback: bool, allow_invalid: bool, quiet: bool, db: str | None, dask_address: str | None,
+    workers: int | None,
 ) -> None:  # fmt: skip
     """Write row times into FITS headers and a ROWTIMES table (N.I.N.A./Siril keywords).
 
@@ -49,6 +52,10 @@ def stamp(
     fails, and the exit code is 1 when any failed. Every output (in place too) is written to
     a temporary file and renamed: it appears whole or not at all. The pixels are the
     source's bytes; a stamped file reads back with its source's setting and times.
+
+    With --dask or --workers each file is stamped by a dask worker: the output folder (or
+    the sources, --in-place) must be storage the workers share. Workers get a snapshot of
+    the calibrations, not the database.
     """
     from tqdm import tqdm
 
@@ -70,11 +77,15 @@ def stamp(
     with (
         contextlib.nullcontext() if model is not None else open_store(db) as store,
         warnings_as_messages(),
+        cluster_executor(dask_address, workers) as executor,
     ):
         results = stamp_files(
-            files, out_dir, in_place=in_place, model=model, store=store,
+            worker_paths(files, dask_address),
+            None if out_dir is None else worker_paths([out_dir], dask_address)[0],
+            in_place=in_place, model=model, store=store,
             calibration_id=calibration_id, fallback=fallback, allow_invalid=allow_invalid,
             exposure_ns=exposure_ns(exposure_s), crop_y=crop_y, binning=binning,
+            executor=executor,
         )  # fmt: skip
         for res in tqdm(results, total=len(files), unit="file", disable=quiet, file=sys.stderr):
             text = cli_words(res.message.removeprefix(f"{res.source}: "))

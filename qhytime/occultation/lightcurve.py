@@ -18,16 +18,19 @@ the timed samples (status ``invalid``, reasons kept); an unreadable frame or fil
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 from numpy.typing import NDArray
 
-from qhytime.decode import decode_series
-from qhytime.errors import FrameReadError, OccultationError
-from qhytime.framerows import FileTiming, file_timing, setting_from_reader
+from qhytime.cluster import LocalExecutor, for_workers, task_failure
+from qhytime.decode import DecodedFile, SeriesFile, decode_series
+from qhytime.errors import ClusterError, FrameReadError, OccultationError, QhytimeError
+from qhytime.framerows import FileTiming, file_timing
 from qhytime.occultation.photometry import (
     CHUNK_FRAMES,
     Aperture,
@@ -45,6 +48,7 @@ from qhytime.timebase import unix_ns_to_iso
 from qhytime.validity import own_time_trusted
 
 if TYPE_CHECKING:
+    from qhytime.cluster import Executor
     from qhytime.store import CalibrationStore, LookupResult
 
 TIME_CHOICES = ("start", "mid", "end")
@@ -363,7 +367,9 @@ class _ApAcc:
 
 
 class _Builder:
-    def __init__(self, apertures: Sequence[Aperture], opts: PhotometryOptions) -> None:
+    def __init__(
+        self, apertures: Sequence[Aperture], opts: PhotometryOptions, masks: Any = None
+    ) -> None:
         self.opts = opts
         self.aps = [_ApAcc(a, Tracker(a.x, a.y) if a.tracked else None) for a in apertures]
         self.half = opts.half_box
@@ -378,12 +384,31 @@ class _Builder:
         self.last_index = -1
         self.last_seq: tuple[int, int, int] | None = None
         self.blockless_since = 0
-        self.center_annulus = annulus_mask(0.0, 0.0, *opts.annulus, self.half)
-        for acc in self.aps:
-            dx = acc.aperture.x - acc.aperture.col
-            dy = acc.aperture.y - acc.aperture.row
-            acc.fixed_weights = aperture_weights(dx, dy, opts.radius, self.half)
-            acc.fixed_annulus = annulus_mask(dx, dy, *opts.annulus, self.half)
+        if masks is None:
+            center = annulus_mask(0.0, 0.0, *opts.annulus, self.half)
+            fixed = []
+            for acc in self.aps:
+                dx = acc.aperture.x - acc.aperture.col
+                dy = acc.aperture.y - acc.aperture.row
+                fixed.append((aperture_weights(dx, dy, opts.radius, self.half),
+                              annulus_mask(dx, dy, *opts.annulus, self.half)))  # fmt: skip
+            masks = (center, fixed)
+        self.center_annulus = masks[0]
+        for acc, (w, ann) in zip(self.aps, masks[1], strict=True):
+            acc.fixed_weights, acc.fixed_annulus = w, ann
+
+    @property
+    def masks(self) -> Any:
+        """The aperture masks that do not move (computed once, shared with each file's work)."""
+        return (self.center_annulus, [(acc.fixed_weights, acc.fixed_annulus) for acc in self.aps])
+
+    def extend(self, out: _FileOut) -> None:
+        """Append one file's records and measurements (its chunks measured already)."""
+        for k in _RECORD_FIELDS:
+            getattr(self, k).extend(out.records[k])
+        for acc, ap in zip(self.aps, out.aps, strict=True):
+            for k in _AP_FIELDS:
+                getattr(acc, k).extend(ap[k])
 
     # one record per frame (or per unreadable file)
     def add_record(
@@ -552,6 +577,7 @@ def light_curve(
     crop_y: int | None = None,
     binning: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    executor: Executor | None = None,
 ) -> LightCurve:
     """Light curve of a target and comparison stars, every sample timed at its own row.
 
@@ -579,8 +605,16 @@ def light_curve(
         The timing, as for :func:`qhytime.framerows.file_timing` (SER files carry no
         exposure: give ``exposure_ns``).
     progress : callable, optional
-        Called as ``progress(done, more)``: ``more`` frames announced when a file is opened,
-        ``done`` frames finished.
+        Called as ``progress(done, more)``: ``more`` frames announced when a file's blocks
+        are decoded, ``done`` frames finished.
+    executor : qhytime.cluster.Executor, optional
+        Where the per-file work runs (in this process by default, or on a dask cluster):
+        each file's blocks are decoded there, and its frames measured and timed there, from
+        a snapshot of the calibrations. The checks across files, the capture indices and the
+        light curve's assembly stay here, in order. Fixed apertures make every file
+        independent (files measured in parallel); a tracked aperture starts each file where
+        the previous file left it, so files are measured one after another (their blocks are
+        still decoded ahead in parallel). The result is the same either way.
 
     Returns
     -------
@@ -621,117 +655,289 @@ def light_curve(
     if not paths:
         raise OccultationError("no files given")
     b = _Builder(aps, opts)
+    timing = _Timing(model=model, store=for_workers(executor, store), calibration_id=calibration_id,
+                     fallback=fallback, exposure_ns=exposure_ns, crop_y=crop_y, binning=binning)  # fmt: skip
+    here = executor is None or not executor.remote
+    work = partial(_measure_file, timing=timing, apertures=aps, opts=opts, masks=b.masks,
+                   progress=progress if here else None)  # fmt: skip
+    ex = executor or LocalExecutor()
+    jobs = _plan_files(b, decode_series(paths, exposure_ns=exposure_ns, executor=executor), progress)
+    if fixed:  # every file on its own: in parallel on a cluster
+        outs = ex.map(work, jobs, on_error=_raise_lost)
+    else:  # each file starts from where the previous one left the trackers: one at a time
+        outs = _chained(ex, work, jobs, [acc.tracker for acc in b.aps])
     times: dict[str, list[Any]] = {a.name: [] for a in aps}
     frame_windows: list[Any] = []
     sources: list[str] = []
     timing_lines: list[str] = []
     settings: list[str] = []
     cal_ids: list[int | None] = []
-    cache: dict[Any, tuple[RowModel, LookupResult | None]] = {}
     top = 0.0
-    checked = False
-    # Blocks first, as `qhytime decode` checks them (across single-frame FITS files too),
-    # then each file again for its pixels.
-    for item in decode_series(paths, exposure_ns=exposure_ns):
-        path = item.path
-        try:
-            if item.decoded is None:
-                raise FrameReadError(item.error or "unreadable", path=path)
-            reader = open_frames(path)
-        except FrameReadError as exc:
-            start = len(b.status)
-            why = exc.reason if exc.reason.startswith("unreadable") else f"unreadable: {exc.reason}"
-            b.add_record(path, -1, -1, STATUS_ERROR, [why], -1, None)
-            b.add_no_image()
-            _pad_times(times, frame_windows, len(b.status) - start)
+    for out in outs:
+        if out.raised is not None:
+            raise out.raised
+        if progress is not None and not here:
+            progress(out.frames_done, 0)
+        b.extend(out)
+        for name, t in out.times.items():
+            times[name].append(t)
+        frame_windows.append(out.window)
+        if out.timing is None:  # the file could not be opened
             continue
-        with reader:
-            if progress is not None:
-                progress(0, len(reader))
-            if reader.kind == "ser" and getattr(reader, "planes", 1) != 1:
-                raise OccultationError("colour SER files are not supported: convert to mono", path=path)
-            if not checked and len(reader):
-                _check_positions(aps, reader.width, reader.height, path)
-                checked = True
-            decoded = item.decoded
-            setting_key = None
-            if model is None and len(reader):
-                setting_key = setting_from_reader(reader, 0)
-            if setting_key is not None and setting_key in cache:
-                mdl, lookup = cache[setting_key]
-                ft = file_timing(reader, model=mdl, decoded=decoded, exposure_ns=exposure_ns,
-                                 crop_y=crop_y, binning=binning)  # fmt: skip
-            else:
-                ft = file_timing(reader, model=model, store=store, calibration_id=calibration_id,
-                                 fallback=fallback, exposure_ns=exposure_ns, crop_y=crop_y,
-                                 binning=binning, decoded=decoded)  # fmt: skip
-                lookup = ft.lookup
-                if setting_key is not None:
-                    cache[setting_key] = (ft.model, lookup)
-            if len(reader):
-                ft.require_exposure()
-            sources.append(path)
-            desc = _describe_timing(ft, lookup)
-            if desc not in timing_lines:
-                timing_lines.append(desc)
-            sdesc = _describe_setting(ft)
-            if sdesc not in settings:
-                settings.append(sdesc)
-            cid = None if lookup is None else lookup.calibration.id
-            if cid not in cal_ids:
-                cal_ids.append(cid)
-            top = max(top, float(2 ** min(reader.bit_depth, 16) - 1))
-            block_cols = -(-44 // (1 if reader.bit_depth <= 8 else 2))
-            start = len(b.status)
-            for i in range(len(decoded)):
-                present = bool(decoded.scan.present[i])
-                blocks = decoded.scan.blocks
-                seq = int(blocks.sequence[i]) if present else None
-                idx, dropped = b.capture_index(
-                    seq, int(blocks.width[i]) if present else 0, int(blocks.height[i]) if present else 0
-                )
-                reasons = list(decoded.reasons[i])
-                trusted = present and own_time_trusted(reasons)
-                status = STATUS_OK if trusted else STATUS_INVALID
-                try:
-                    img = reader.image(i)
-                except FrameReadError as exc:
-                    b.add_record(path, i, -1 if seq is None else seq, STATUS_ERROR,
-                                 [*reasons, f"unreadable image: {exc.reason}"], idx, dropped)  # fmt: skip
-                    b.add_no_image()
-                else:
-                    b.add_record(path, i, -1 if seq is None else seq, status, reasons, idx, dropped)
-                    flipped = bool(decoded.scan.flipped[i])
-                    blank = ((reader.height - 1) if flipped else 0, block_cols) if present else None
-                    b.add_image(img, idx, blank)
-                if progress is not None:
-                    progress(1, 0)
-            if decoded.truncation is not None:
-                b.add_record(path, decoded.truncation.complete_frames, -1, STATUS_ERROR,
-                             [decoded.truncation.reason], -1, None)  # fmt: skip
-                b.add_no_image()
-            # times of this file's samples, vectorised per row
-            n_here = len(b.status) - start
-            local = np.array(b.frame[start:], dtype=np.int64)
-            ok_here = np.array([s == STATUS_OK for s in b.status[start:]], dtype=bool)
-            fr = local[ok_here]
-            for acc in b.aps:
-                rows = np.array(acc.row[start:], dtype=np.int64)[ok_here]
-                s, m, e, sg, sr = _file_times(ft, fr, rows)
-                full = [np.zeros(n_here, np.int64) for _ in range(3)] + [np.full(n_here, np.nan)]
-                full.append(np.full(n_here, -1, np.int64))
-                for arr, val in zip(full, (s, m, e, sg, sr), strict=True):
-                    arr[ok_here] = val
-                times[acc.aperture.name].append(tuple(full))
-            first_rows = np.where(ft.decoded.scan.flipped[fr], ft.height - 1, 0) if fr.size else fr
-            s, _m, e, _sg, _sr = _file_times(ft, fr, first_rows)
-            fs, fe = np.zeros(n_here, np.int64), np.zeros(n_here, np.int64)
-            fs[ok_here], fe[ok_here] = s, e
-            frame_windows.append((fs, fe))
+        sources.append(out.path)
+        if out.timing not in timing_lines:
+            timing_lines.append(out.timing)
+        if out.setting not in settings:
+            settings.append(out.setting)  # type: ignore[arg-type]
+        if out.calibration_id not in cal_ids:
+            cal_ids.append(out.calibration_id)
+        top = max(top, out.top)
     b.flush()
     if not b.status:
         raise OccultationError("no frame could be read from the files given")
     return _assemble(b, times, frame_windows, opts, time, sources, timing_lines, settings, cal_ids, top)
+
+
+# -- the per-file work (in this process or on a dask worker) ------------------------------------
+
+
+@dataclass
+class _Timing:
+    """The timing arguments of :func:`light_curve`, sent with each file's work (``store`` a
+    :class:`~qhytime.cluster.CalibrationSnapshot` for remote workers)."""
+
+    model: RowModel | None
+    store: Any
+    calibration_id: int | None
+    fallback: bool
+    exposure_ns: int | None
+    crop_y: int | None
+    binning: int | None
+
+
+@dataclass
+class _FileJob:
+    """One file of a light curve: its blocks (checked with their sequence), the capture index
+    of each frame and the frames dropped before it (worked out here, in order)."""
+
+    path: str
+    decoded: DecodedFile | None
+    error: str | None
+    index: list[int]
+    dropped: list[Dropped | None]
+    check: bool
+    trackers: list[Tracker | None] | None = None
+
+
+@dataclass
+class _FileOut:
+    """What one file adds to a light curve (see :meth:`_Builder.extend`)."""
+
+    path: str
+    raised: QhytimeError | None = None
+    timing: str | None = None
+    setting: str | None = None
+    calibration_id: int | None = None
+    top: float = 0.0
+    frames_done: int = 0
+    records: dict[str, list[Any]] = field(default_factory=dict)
+    aps: list[dict[str, list[Any]]] = field(default_factory=list)
+    times: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    window: tuple[Any, Any] = (None, None)
+    trackers: list[Tracker | None] = field(default_factory=list)
+
+
+def _plan_files(
+    b: _Builder, items: Iterator[SeriesFile], progress: Callable[[int, int], None] | None
+) -> Iterator[_FileJob]:
+    """Jobs in order, with the capture indices (which only the sequence of files gives)."""
+    checked = False
+    for item in items:
+        if item.decoded is None:
+            yield _FileJob(item.path, None, item.error, [], [], False)
+            continue
+        decoded = item.decoded
+        blocks = decoded.scan.blocks
+        index: list[int] = []
+        dropped: list[Dropped | None] = []
+        for i in range(len(decoded)):
+            present = bool(decoded.scan.present[i])
+            idx, drop = b.capture_index(
+                int(blocks.sequence[i]) if present else None,
+                int(blocks.width[i]) if present else 0, int(blocks.height[i]) if present else 0,
+            )  # fmt: skip
+            index.append(idx)
+            dropped.append(drop)
+        check = not checked and len(decoded) > 0
+        checked = checked or check
+        if progress is not None:
+            progress(0, len(decoded))
+        yield _FileJob(item.path, decoded, None, index, dropped, check)
+
+
+def _chained(
+    ex: Executor, work: Callable[[_FileJob], _FileOut], jobs: Iterator[_FileJob],
+    trackers: list[Tracker | None],
+) -> Iterator[_FileOut]:  # fmt: skip
+    """Tracked apertures: each file's work starts from the trackers the previous file left.
+
+    On a cluster, consecutive files go to a worker together (as many as take about
+    :data:`~qhytime.cluster.BATCH_TARGET_S`), the trackers carried from one to the next
+    there: one round trip per batch, not per file."""
+    from itertools import islice
+
+    from qhytime.cluster import BATCH_TARGET_S, MAX_BATCH
+
+    size = 1
+    while batch := list(islice(jobs, size)):
+        t0 = time.perf_counter()
+        try:
+            outs = ex.call(_measure_chain, batch, trackers, work)
+        except Exception as exc:
+            _raise_lost(batch[0], exc)
+        elapsed = time.perf_counter() - t0
+        if ex.remote:
+            size = max(1, min(MAX_BATCH, int(BATCH_TARGET_S * len(outs) / max(elapsed, 1e-4))))
+        for out in outs:
+            if out.raised is None:
+                trackers = out.trackers
+            yield out
+
+
+def _measure_chain(
+    jobs: list[_FileJob], trackers: list[Tracker | None], work: Callable[[_FileJob], _FileOut]
+) -> list[_FileOut]:
+    """Files one after another, each starting from the trackers the one before left (stops
+    at a file whose light curve cannot go on)."""
+    outs = []
+    for job in jobs:
+        job.trackers = trackers
+        out = work(job)
+        outs.append(out)
+        if out.raised is not None:
+            break
+        trackers = out.trackers
+    return outs
+
+
+def _raise_lost(job: _FileJob, exc: BaseException) -> NoReturn:
+    if isinstance(exc, QhytimeError) or type(exc).__module__.split(".")[0] not in (
+        "distributed", "concurrent", "asyncio",
+    ):  # fmt: skip
+        raise exc
+    raise ClusterError(f"no light curve: {task_failure(exc)}", path=job.path) from exc
+
+
+def _measure_file(
+    job: _FileJob, *, timing: _Timing, apertures: Sequence[Aperture], opts: PhotometryOptions,
+    masks: Any = None, progress: Callable[[int, int], None] | None = None,
+) -> _FileOut:  # fmt: skip
+    """Photometry and times of one file's frames: a pure function of the file, its blocks,
+    the timing and the trackers' state at the file's start."""
+    b = _Builder(apertures, opts, masks)
+    if job.trackers is not None:
+        for acc, tr in zip(b.aps, job.trackers, strict=True):
+            acc.tracker = tr
+    path = job.path
+    times: dict[str, list[Any]] = {a.name: [] for a in apertures}
+    windows: list[Any] = []
+    out = _FileOut(path)
+    try:
+        if job.decoded is None:
+            raise FrameReadError(job.error or "unreadable", path=path)
+        reader = open_frames(path)
+    except FrameReadError as exc:
+        why = exc.reason if exc.reason.startswith("unreadable") else f"unreadable: {exc.reason}"
+        b.add_record(path, -1, -1, STATUS_ERROR, [why], -1, None)
+        b.add_no_image()
+        _pad_times(times, windows, 1)
+    else:
+        try:
+            with reader:
+                _measure_frames(b, reader, job, timing, times, windows, out, progress)
+        except QhytimeError as exc:
+            out.raised = exc
+            return out
+    b.flush()
+    out.records = {k: getattr(b, k) for k in _RECORD_FIELDS}
+    out.aps = [{k: getattr(acc, k) for k in _AP_FIELDS} for acc in b.aps]
+    out.times = {name: tuple(np.concatenate([t[k] for t in ts]) for k in range(5))
+                 for name, ts in times.items()}  # fmt: skip
+    out.window = (np.concatenate([w[0] for w in windows]), np.concatenate([w[1] for w in windows]))
+    out.trackers = [acc.tracker for acc in b.aps]
+    return out
+
+
+_RECORD_FIELDS = ("file", "frame", "index", "sequence", "status", "reasons", "dropped")
+_AP_FIELDS = ("x", "y", "xc", "yc", "cok", "row", "results")
+
+
+def _measure_frames(
+    b: _Builder, reader: Any, job: _FileJob, timing: _Timing, times: dict[str, list[Any]],
+    windows: list[Any], out: _FileOut, progress: Callable[[int, int], None] | None,
+) -> None:  # fmt: skip
+    path = job.path
+    decoded = job.decoded
+    assert decoded is not None
+    if reader.kind == "ser" and getattr(reader, "planes", 1) != 1:
+        raise OccultationError("colour SER files are not supported: convert to mono", path=path)
+    if job.check and len(reader):
+        _check_positions([acc.aperture for acc in b.aps], reader.width, reader.height, path)
+    t = timing
+    ft = file_timing(reader, model=t.model, store=t.store, calibration_id=t.calibration_id,
+                     fallback=t.fallback, exposure_ns=t.exposure_ns, crop_y=t.crop_y,
+                     binning=t.binning, decoded=decoded)  # fmt: skip
+    if len(reader):
+        ft.require_exposure()
+    out.timing = _describe_timing(ft, ft.lookup)
+    out.setting = _describe_setting(ft)
+    out.calibration_id = None if ft.lookup is None else ft.lookup.calibration.id
+    out.top = float(2 ** min(reader.bit_depth, 16) - 1)
+    block_cols = -(-44 // (1 if reader.bit_depth <= 8 else 2))
+    blocks = decoded.scan.blocks
+    for i in range(len(decoded)):
+        present = bool(decoded.scan.present[i])
+        seq = int(blocks.sequence[i]) if present else None
+        idx, dropped = job.index[i], job.dropped[i]
+        reasons = list(decoded.reasons[i])
+        trusted = present and own_time_trusted(reasons)
+        status = STATUS_OK if trusted else STATUS_INVALID
+        try:
+            img = reader.image(i)
+        except FrameReadError as exc:
+            b.add_record(path, i, -1 if seq is None else seq, STATUS_ERROR,
+                         [*reasons, f"unreadable image: {exc.reason}"], idx, dropped)  # fmt: skip
+            b.add_no_image()
+        else:
+            b.add_record(path, i, -1 if seq is None else seq, status, reasons, idx, dropped)
+            flipped = bool(decoded.scan.flipped[i])
+            blank = ((reader.height - 1) if flipped else 0, block_cols) if present else None
+            b.add_image(img, idx, blank)
+        out.frames_done += 1
+        if progress is not None:
+            progress(1, 0)
+    if decoded.truncation is not None:
+        b.add_record(path, decoded.truncation.complete_frames, -1, STATUS_ERROR,
+                     [decoded.truncation.reason], -1, None)  # fmt: skip
+        b.add_no_image()
+    # times of this file's samples, vectorised per row
+    n_here = len(b.status)
+    local = np.array(b.frame, dtype=np.int64)
+    ok_here = np.array([s == STATUS_OK for s in b.status], dtype=bool)
+    fr = local[ok_here]
+    for acc in b.aps:
+        rows = np.array(acc.row, dtype=np.int64)[ok_here]
+        s, m, e, sg, sr = _file_times(ft, fr, rows)
+        full = [np.zeros(n_here, np.int64) for _ in range(3)] + [np.full(n_here, np.nan)]
+        full.append(np.full(n_here, -1, np.int64))
+        for arr, val in zip(full, (s, m, e, sg, sr), strict=True):
+            arr[ok_here] = val
+        times[acc.aperture.name].append(tuple(full))
+    first_rows = np.where(ft.decoded.scan.flipped[fr], ft.height - 1, 0) if fr.size else fr
+    s, _m, e, _sg, _sr = _file_times(ft, fr, first_rows)
+    fs, fe = np.zeros(n_here, np.int64), np.zeros(n_here, np.int64)
+    fs[ok_here], fe[ok_here] = s, e
+    windows.append((fs, fe))
 
 
 def _pad_times(times: dict[str, list[Any]], frame_windows: list[Any], n: int) -> None:

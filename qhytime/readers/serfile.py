@@ -221,11 +221,10 @@ class SerReader(FrameReader):
 
     def _decide_byte_order(self) -> bool:
         probe = self._data[: min(self._n, 16), :BLOCK_SIZE]
-        if len(probe):
-            as_le = GpsBlockArray.from_bytes(np.ascontiguousarray(probe))
-            as_be = GpsBlockArray.from_bytes(_swap_pairs(probe))
-            le_ok = block_presence(as_le, self._width, self._height)[0].sum()
-            be_ok = block_presence(as_be, self._width, self._height)[0].sum()
+        if m := len(probe):  # both readings decoded in one pass: little-endian rows first
+            both = GpsBlockArray.from_bytes(np.concatenate([probe, _swap_pairs(probe)]))
+            found = block_presence(both, self._width, self._height)[0]
+            le_ok, be_ok = int(found[:m].sum()), int(found[m:].sum())
             if le_ok != be_ok:
                 return bool(le_ok > be_ok)
         # No block decides: follow the flag as the SER specification defines it.

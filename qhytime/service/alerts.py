@@ -267,7 +267,7 @@ def file_alerts(index: FrameIndex, s: Session, file_id: int, rec: FileRecords, n
     present = c["present"]
     # kind -> (count, first frame index, first reason)
     found: dict[str, list[Any]] = {}
-    for k, reasons in enumerate(rec.reasons):
+    for k, reasons in rec.reasons.items():  # only the frames that have reasons, in order
         for r in reasons:
             kind = _REASON_KIND.get(reason_code(r), "suspect_time")
             entry = found.setdefault(kind, [0, k, r])

@@ -42,8 +42,10 @@ import socket
 import time
 import warnings
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -80,15 +82,18 @@ from qhytime.errors import (
 from qhytime.rowmodel import FrameGeometry, RowModel, RowTimes, row_times
 from qhytime.store import Base, CalibrationStore
 from qhytime.timebase import unix_ns_to_iso
-from qhytime.validity import own_time_trusted
+from qhytime.validity import FrameReasons, own_time_trusted
 
 if TYPE_CHECKING:
+    from qhytime.cluster import Executor
     from qhytime.readers import FrameReader
 
 FINGERPRINT_BYTES = 65_536
 """Bytes at the start of a file hashed into its fingerprint (the SER frame count left out)."""
 FRAME_BATCH = 2_000
 """Frames per bulk insert."""
+SQLITE_ROWS = 64
+"""Rows per ``INSERT`` statement on SQLite (a multi-row ``VALUES`` of 960 parameters)."""
 SER_COUNT_OFFSET = 38
 """Byte offset of the frame count in a SER header (filled in by writers at the end)."""
 FRAME_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz", ".ser")
@@ -405,9 +410,13 @@ class FileRecords:
     span_lo_ns: int | None = None
     span_hi_ns: int | None = None
     columns: dict[str, Any] = field(default_factory=dict)
-    reasons: list[list[str]] = field(default_factory=list)
+    reasons: FrameReasons = field(default_factory=FrameReasons)
     previous: tuple[int | None, int | None] | None = None
     """``(sequence, end_ns)`` of frame ``start_frame - 1`` as the file holds it now."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.reasons, FrameReasons):
+            self.reasons = FrameReasons.from_lists(self.reasons)
 
     def __len__(self) -> int:
         return len(self.reasons)
@@ -434,27 +443,42 @@ class FileRecords:
     def columns_for(self, file_id: int, lo: int, hi: int) -> dict[str, list[Any]]:
         """The ``index_frames`` columns of frames ``lo..hi-1`` (of those held) as lists."""
         c = self.columns
-        reasons = self.reasons[lo:hi]
         n = hi - lo
+        status: list[str] = ["ok"] * n
+        texts: list[str | None] = [None] * n
+        reasons = self.reasons
+        if not isinstance(reasons, FrameReasons):
+            reasons = FrameReasons.from_lists(reasons)
+        for k, r in reasons.items(lo, hi):  # only the frames that have reasons
+            status[k - lo], texts[k - lo] = "invalid", json.dumps(r)
         cols: dict[str, list[Any]] = {
             "file_id": [file_id] * n,
             "frame": c["frame"][lo:hi].tolist(),
-            "status": ["invalid" if r else "ok" for r in reasons],
-            "reasons": [json.dumps(r) if r else None for r in reasons],
+            "status": status,
+            "reasons": texts,
             "calibration_id": [self.calibration_id] * n,
             "exposure_ns": [self.exposure_ns] * n,
             "flipped": c["flipped"][lo:hi].tolist(),
             "host_ns": c["host_ns"][lo:hi].tolist() if c["host_ns"] is not None else [None] * n,
         }
-        present = c["present"][lo:hi]
-        whole = bool(present.all())
+        absent = np.flatnonzero(~c["present"][lo:hi]).tolist()
         for k in ("sequence", "start_ns", "end_ns", "now_ns", "pps_count", "latitude_deg",
                   "longitude_deg"):  # fmt: skip
             vals = c[k][lo:hi].tolist()
-            if not whole:
-                vals = [v if p else None for v, p in zip(vals, present.tolist(), strict=True)]
+            for i in absent:
+                vals[i] = None
             cols[k] = vals
         return cols
+
+    def flat_rows(self, file_id: int, lo: int, hi: int) -> list[Any]:
+        """The values of frames ``lo..hi-1`` row after row, each row in
+        :data:`FRAME_INSERT_KEYS` order (for multi-row inserts)."""
+        cols = self.columns_for(file_id, lo, hi)
+        k = len(FRAME_INSERT_KEYS)
+        out: list[Any] = [None] * ((hi - lo) * k)
+        for j, key in enumerate(FRAME_INSERT_KEYS):
+            out[j::k] = cols[key]
+        return out
 
     def batches(self, file_id: int, size: int = FRAME_BATCH) -> Iterator[list[dict[str, Any]]]:
         """Insert rows of ``index_frames`` (dicts), ``size`` at a time."""
@@ -495,7 +519,8 @@ def file_records(
         A FITS or SER file.
     store : CalibrationStore or str
         The calibration store (or its URL / path: it is opened and closed here), for the
-        lookup of the file's calibration.
+        lookup of the file's calibration; on a dask worker, a
+        :class:`~qhytime.cluster.CalibrationSnapshot` of it.
     fallback : bool
         Accept a neighbouring setting's calibration (widened sigma, noted in ``message``).
     exposure_ns : int, optional
@@ -538,7 +563,7 @@ def file_records(
         start_frame=start_frame,
     )  # fmt: skip
     own_store = None
-    if not isinstance(store, CalibrationStore):
+    if isinstance(store, str | os.PathLike):
         own_store = store = CalibrationStore(store)
     try:
         try:
@@ -551,12 +576,12 @@ def file_records(
             _fill_from_reader(rec, reader, store, fallback, exposure_ns, start_frame)
     except (FrameReadError, RowModelError) as err:
         rec.status, rec.message = "error", str(err.reason)
-        rec.columns, rec.reasons = {}, []
+        rec.columns, rec.reasons = {}, FrameReasons()
     except StoreError:
         raise
     except QhytimeError as err:
         rec.status, rec.message = "error", str(err)
-        rec.columns, rec.reasons = {}, []
+        rec.columns, rec.reasons = {}, FrameReasons()
     finally:
         if own_store is not None:
             own_store.close()
@@ -888,6 +913,20 @@ class _FileState:
     last_end_ns: int | None = None
 
 
+_FILES = IndexFile.__table__
+_STATE_SQL = select(
+    _FILES.c.id, _FILES.c.size, _FILES.c.mtime_ns, _FILES.c.fingerprint,
+    _FILES.c.fingerprint_bytes, _FILES.c.status, _FILES.c.frames, _FILES.c.kind,
+    _FILES.c.calibration_id, _FILES.c.exposure_ns,
+).where(_FILES.c.host == bindparam("host"), _FILES.c.path == bindparam("path"))  # fmt: skip
+_LAST_FRAME_SQL = select(IndexFrame.__table__.c.sequence, IndexFrame.__table__.c.end_ns).where(
+    IndexFrame.__table__.c.file_id == bindparam("file_id"),
+    IndexFrame.__table__.c.frame == bindparam("frame"),
+)
+_FILE_INSERT_SQL = _FILES.insert().returning(_FILES.c.id)
+_FILE_UPDATE_SQL = _FILES.update().where(_FILES.c.id == bindparam("file_id_"))
+
+
 class FrameIndex:
     """The frame timing index in a calibration database.
 
@@ -927,6 +966,7 @@ class FrameIndex:
         self.host = host or default_host()
         self._calibrations: dict[int, Calibration] = {}
         self._insert_sql: str | None = None
+        self._insert_block_sql = ""
 
     # -- plumbing ----------------------------------------------------------------------------
     @property
@@ -978,21 +1018,13 @@ class FrameIndex:
 
     @staticmethod
     def _state(s: Session, host: str, path: str) -> _FileState | None:
-        row = s.execute(
-            select(IndexFile.id, IndexFile.size, IndexFile.mtime_ns, IndexFile.fingerprint,
-                   IndexFile.fingerprint_bytes, IndexFile.status, IndexFile.frames,
-                   IndexFile.kind, IndexFile.calibration_id, IndexFile.exposure_ns)
-            .where(IndexFile.host == host, IndexFile.path == path)
-        ).first()  # fmt: skip
+        conn = s.connection()  # Core statements made once: no per-call construction
+        row = conn.execute(_STATE_SQL, {"host": host, "path": path}).first()
         if row is None:
             return None
         last = None
         if row[6]:
-            last = s.execute(
-                select(IndexFrame.sequence, IndexFrame.end_ns).where(
-                    IndexFrame.file_id == row[0], IndexFrame.frame == row[6] - 1
-                )
-            ).first()
+            last = conn.execute(_LAST_FRAME_SQL, {"file_id": row[0], "frame": row[6] - 1}).first()
         return _FileState(*row, *(last or (None, None)))  # type: ignore[arg-type]
 
     def ingest(
@@ -1039,39 +1071,12 @@ class FrameIndex:
         self, p: str, fallback: bool, exposure_ns: int | None, record_incomplete: bool,
         now_ns: int | None,
     ) -> IngestResult:  # fmt: skip
-        try:
-            st = os.stat(p)
-            fp, _ = fingerprint(p)
-        except OSError as err:  # vanished or unreadable: nothing to record
-            return IngestResult(p, "error", message=f"cannot read file: {err.strerror or err}")
         state = self.file_state(p)
-        if (
-            state is not None
-            and (state.size, state.mtime_ns, state.fingerprint) == (st.st_size, st.st_mtime_ns, fp)
-        ):
-            return IngestResult(p, "unchanged", total_frames=state.frames, file_id=state.id,
-                                status=state.status)  # fmt: skip
-        start = 0
-        if (
-            state is not None
-            and state.kind == "ser"
-            and state.status == "partial"
-            and state.frames > 0
-            and st.st_size > state.size
-            and fingerprint(p, state.fingerprint_bytes)[0] == state.fingerprint
-        ):
-            start = state.frames  # a SER growing frame by frame: append its new frames
-        try:
-            rec = file_records(p, self.store, fallback=fallback, exposure_ns=exposure_ns,
-                               start_frame=start, host=self.host)  # fmt: skip
-            if start and not self._continues(state, rec):
-                rec = file_records(p, self.store, fallback=fallback, exposure_ns=exposure_ns,
-                                   host=self.host)  # fmt: skip
-        except FrameReadError as err:  # vanished between looks: nothing to record
-            return IngestResult(p, "error", message=err.reason)
-        if rec.status == "incomplete" and not record_incomplete:
-            return IngestResult(p, "incomplete", message=rec.message, status=rec.status)
-        return self.write(rec, expect=state, now_ns=now_ns)
+        plan = plan_ingest(p, state, self.store, host=self.host, fallback=fallback,
+                           exposure_ns=exposure_ns, record_incomplete=record_incomplete)  # fmt: skip
+        if isinstance(plan, IngestResult):
+            return plan
+        return self.write(plan, expect=state, now_ns=now_ns)
 
     @staticmethod
     def _continues(state: _FileState | None, rec: FileRecords) -> bool:
@@ -1113,15 +1118,15 @@ class FrameIndex:
             if rec.start_frame and (state is None or state.frames != rec.start_frame):
                 raise _Changed
             values = rec.file_row(now)
+            conn = s.connection()
             if state is None:
-                file_id = int(s.execute(insert(IndexFile).values(**values).returning(IndexFile.id))
-                              .scalar_one())  # fmt: skip
+                file_id = int(conn.execute(_FILE_INSERT_SQL, values).scalar_one())
             else:
                 file_id = state.id
                 if not rec.start_frame:
                     s.execute(delete(AlertRow).where(AlertRow.file_id == file_id))
                     s.execute(delete(IndexFrame).where(IndexFrame.file_id == file_id))
-                s.execute(update(IndexFile).where(IndexFile.id == file_id).values(**values))
+                conn.execute(_FILE_UPDATE_SQL, {**values, "file_id_": file_id})
             written = self._insert_frames(s, rec, file_id)
             n_alerts = file_alerts(self, s, file_id, rec, now)
         action = (
@@ -1140,9 +1145,11 @@ class FrameIndex:
         """Bulk-insert a file's frame rows, :data:`FRAME_BATCH` at a time.
 
         Core inserts of row dicts in general; on SQLite the statement is compiled once and
-        its rows go to the driver's ``executemany`` as tuples, on PostgreSQL with psycopg 3
-        through ``COPY`` (SQLAlchemy's per-row parameter processing costs more than decoding
-        the file: see ``benchmarks/bench_index.py``).
+        the rows go to the driver's ``executemany`` :data:`SQLITE_ROWS` per statement
+        (multi-row ``VALUES``: SQLite's per-statement cost paid once per block of rows), the
+        values made column by column; on PostgreSQL with psycopg 3 through ``COPY``
+        (SQLAlchemy's per-row parameter processing costs more than decoding the file: see
+        ``benchmarks/bench_index.py``). Rows are inserted in frame order either way.
         """
         table = IndexFrame.__table__
         written = 0
@@ -1151,12 +1158,28 @@ class FrameIndex:
             if self._insert_sql is None:
                 compiled = insert(table).compile(dialect=conn.dialect,
                                                  column_keys=list(FRAME_INSERT_KEYS))  # fmt: skip
-                if tuple(compiled.positiontup or ()) != FRAME_INSERT_KEYS:
+                sql = str(compiled)
+                head, sep, row = sql.partition(" VALUES ")
+                if tuple(compiled.positiontup or ()) != FRAME_INSERT_KEYS or not sep:
                     raise StoreError(f"unexpected insert statement for {table.name}: {compiled}")
-                self._insert_sql = str(compiled)
-            for rows in rec.tuples(file_id):
-                conn.exec_driver_sql(self._insert_sql, rows)
-                written += len(rows)
+                self._insert_sql = sql
+                self._insert_block_sql = head + sep + ", ".join([row] * SQLITE_ROWS)
+            cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            k, block = len(FRAME_INSERT_KEYS), SQLITE_ROWS * len(FRAME_INSERT_KEYS)
+            try:
+                for lo in range(0, len(rec), FRAME_BATCH):
+                    hi = min(lo + FRAME_BATCH, len(rec))
+                    flat = rec.flat_rows(file_id, lo, hi)
+                    whole = (hi - lo) // SQLITE_ROWS * block
+                    if whole:
+                        cur.executemany(self._insert_block_sql,
+                                        (flat[i : i + block] for i in range(0, whole, block)))  # fmt: skip
+                    if whole < len(flat):
+                        cur.executemany(self._insert_sql,
+                                        (flat[i : i + k] for i in range(whole, len(flat), k)))  # fmt: skip
+                    written += hi - lo
+            finally:
+                cur.close()
             return written
         if self.dialect == "postgresql" and self.engine.dialect.driver == "psycopg":
             # psycopg 3: COPY, the server's bulk path, inside the same transaction
@@ -1176,11 +1199,66 @@ class FrameIndex:
         return written
 
     def ingest_paths(
-        self, paths: Iterable[str | os.PathLike[str]], **kw: Any
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        executor: Executor | None = None,
+        **kw: Any,
     ) -> Iterator[IngestResult]:
-        """:meth:`ingest` each path in turn (one result per file; the batch never stops)."""
-        for p in paths:
-            yield self.ingest(p, **kw)
+        """:meth:`ingest` each path in turn (one result per file; the batch never stops).
+
+        With an ``executor`` (:mod:`qhytime.cluster`), the per-file work (:func:`plan_ingest`:
+        read, decode, look the calibration up) runs there, on a snapshot of the calibrations
+        for remote workers, while this index writes each file's records as they come back,
+        in input order: workers never write the database. The results are those of
+        :meth:`ingest`.
+        """
+        if executor is None:
+            for p in paths:
+                yield self.ingest(p, **kw)
+            return
+        yield from self._ingest_with(executor, paths, **kw)
+
+    def _ingest_with(
+        self, executor: Executor, paths: Iterable[str | os.PathLike[str]], *,
+        fallback: bool = False, exposure_ns: int | None = None, record_incomplete: bool = True,
+        now_ns: int | None = None,
+    ) -> Iterator[IngestResult]:  # fmt: skip
+        from functools import partial
+
+        from qhytime.cluster import for_workers, task_failure
+
+        sent: deque[tuple[str, _FileState | None]] = deque()
+
+        def planned() -> Iterator[tuple[str, _FileState | None]]:
+            it = (os.path.abspath(os.fspath(path)) for path in paths)
+            while chunk := list(islice(it, 256)):  # states read as files are sent, in one query
+                with self.session() as s:
+                    known = set(s.scalars(select(IndexFile.path).where(
+                        IndexFile.host == self.host, IndexFile.path.in_(chunk))))  # fmt: skip
+                    states = [self._state(s, self.host, p) if p in known else None for p in chunk]
+                for p, state in zip(chunk, states, strict=True):
+                    sent.append((p, state))
+                    yield sent[-1]
+
+        def lost(job: tuple[str, _FileState | None], err: BaseException) -> IngestResult:
+            if isinstance(err, StoreError):
+                raise err
+            return IngestResult(job[0], "error", message=task_failure(err))
+
+        work = partial(_plan_job, store=for_workers(executor, self.store), host=self.host,
+                       fallback=fallback, exposure_ns=exposure_ns,
+                       record_incomplete=record_incomplete)  # fmt: skip
+        for plan in executor.map(work, planned(), on_error=lost):
+            p, state = sent.popleft()
+            if isinstance(plan, IngestResult):
+                yield plan
+                continue
+            try:
+                yield self.write(plan, expect=state, now_ns=now_ns)
+            except _Changed:  # another writer got there between: this file again, here
+                yield self.ingest(p, fallback=fallback, exposure_ns=exposure_ns,
+                                  record_incomplete=record_incomplete, now_ns=now_ns)  # fmt: skip
 
     def refresh(self, *, fallback: bool = False) -> Iterator[IngestResult]:
         """Look up every indexed file's calibration again (no file access); files whose
@@ -1465,6 +1543,51 @@ class FrameIndex:
                 .where(IndexFile.host == self.host, IndexFile.path.like(like, escape="\\"))
             ).all()  # fmt: skip
         return {r[0]: (int(r[1]), int(r[2]), r[3]) for r in rows}
+
+
+def plan_ingest(
+    p: str, state: _FileState | None, store: Any, *, host: str, fallback: bool = False,
+    exposure_ns: int | None = None, record_incomplete: bool = True,
+) -> FileRecords | IngestResult:  # fmt: skip
+    """The per-file part of :meth:`FrameIndex.ingest`: what to write for file ``p`` given what
+    the index holds about it (``state``), or the result when there is nothing to write
+    (unchanged, unreadable, incomplete). Reads the file and the calibrations (``store``, or a
+    :class:`~qhytime.cluster.CalibrationSnapshot`), never the index."""
+    try:
+        st = os.stat(p)
+        fp, _ = fingerprint(p)
+    except OSError as err:  # vanished or unreadable: nothing to record
+        return IngestResult(p, "error", message=f"cannot read file: {err.strerror or err}")
+    if (
+        state is not None
+        and (state.size, state.mtime_ns, state.fingerprint) == (st.st_size, st.st_mtime_ns, fp)
+    ):
+        return IngestResult(p, "unchanged", total_frames=state.frames, file_id=state.id,
+                            status=state.status)  # fmt: skip
+    start = 0
+    if (
+        state is not None
+        and state.kind == "ser"
+        and state.status == "partial"
+        and state.frames > 0
+        and st.st_size > state.size
+        and fingerprint(p, state.fingerprint_bytes)[0] == state.fingerprint
+    ):
+        start = state.frames  # a SER growing frame by frame: append its new frames
+    try:
+        rec = file_records(p, store, fallback=fallback, exposure_ns=exposure_ns,
+                           start_frame=start, host=host)  # fmt: skip
+        if start and not FrameIndex._continues(state, rec):
+            rec = file_records(p, store, fallback=fallback, exposure_ns=exposure_ns, host=host)
+    except FrameReadError as err:  # vanished between looks: nothing to record
+        return IngestResult(p, "error", message=err.reason)
+    if rec.status == "incomplete" and not record_incomplete:
+        return IngestResult(p, "incomplete", message=rec.message, status=rec.status)
+    return rec
+
+
+def _plan_job(job: tuple[str, _FileState | None], **kw: Any) -> FileRecords | IngestResult:
+    return plan_ingest(job[0], job[1], **kw)
 
 
 class _Guard:
