@@ -1,9 +1,18 @@
-"""Shared timing helper of the benchmark scripts."""
+"""Timing and memory helpers of the benchmarks (the harness and the study scripts)."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:
@@ -14,3 +23,117 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def _timed(fn: Callable[[], object], prepare: Callable[[], object] | None) -> float:
+    if prepare is not None:
+        prepare()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def alternate(
+    baseline: Callable[[], object],
+    ours: Callable[[], object],
+    repeats: int,
+    *,
+    prepare_baseline: Callable[[], object] | None = None,
+    prepare_ours: Callable[[], object] | None = None,
+    warm: bool = True,
+) -> tuple[float, float]:
+    """Best wall times (s) of ``baseline`` and ``ours``, run alternately ``repeats`` times each.
+
+    Baseline, ours, baseline, ours, ...: a disturbance (another process, the page cache, a
+    CPU frequency step) hits both sides alike instead of one block of runs. Each side is
+    called once first, untimed, unless ``warm`` is False (the page cache is warm and imports
+    and compiled statements are done). ``prepare_*`` run before each call, outside the time.
+    """
+    if warm:
+        _timed(baseline, prepare_baseline)
+        _timed(ours, prepare_ours)
+    tb = to = float("inf")
+    for _ in range(repeats):
+        tb = min(tb, _timed(baseline, prepare_baseline))
+        to = min(to, _timed(ours, prepare_ours))
+    return tb, to
+
+
+def traced_peak_mib(fn: Callable[[], object], prepare: Callable[[], object] | None = None) -> float:
+    """Peak of the Python and numpy heap (tracemalloc) during one call of ``fn``, in MiB.
+
+    Memory-mapped file pages are not heap and are not counted; ``prepare`` runs untraced.
+    """
+    if prepare is not None:
+        prepare()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+@dataclass
+class Measured:
+    """One subprocess run: wall time, peak resident set (``ru_maxrss``), exit code."""
+
+    wall_s: float
+    maxrss_mib: float
+    returncode: int
+    stderr: str
+
+
+LAUNCHER = Path(__file__).with_name("_launch.py")
+
+
+def run_measured(
+    cmd: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    stdout: int | None = subprocess.DEVNULL,
+    timeout: float = 1800.0,
+    stderr_path: str | os.PathLike[str] | None = None,
+) -> Measured:
+    """Run ``cmd`` and return its wall time and its own peak RSS (``ru_maxrss`` from ``wait4``).
+
+    The command is started by a small launcher (``_launch.py``, see there why): started
+    from this process it would inherit this process's peak RSS. A run longer than
+    ``timeout`` is killed with its process group (exit code -9).
+    """
+    fd, result = tempfile.mkstemp(suffix=".json", prefix="qhytime-bench-")
+    os.close(fd)
+    try:
+        with open(stderr_path or os.devnull, "wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(LAUNCHER), result, *cmd], env=env, cwd=cwd,
+                stdout=stdout, stderr=err, start_new_session=True,
+            )  # fmt: skip
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return Measured(timeout, float("nan"), -9, f"killed after {timeout} s")
+        got = json.loads(Path(result).read_text() or "{}")
+    finally:
+        os.unlink(result)
+    text = Path(stderr_path).read_text(errors="replace") if stderr_path else ""
+    if not got:
+        return Measured(
+            float("nan"), float("nan"), proc.returncode or -1, text or "launcher failed"
+        )
+    return Measured(got["wall_s"], got["maxrss_kib"] / 1024, got["returncode"], text)
+
+
+def vm_hwm_mib(pid: int) -> float | None:
+    """Peak resident set (``VmHWM``) of a running process, in MiB (None when unreadable)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
