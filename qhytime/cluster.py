@@ -573,94 +573,37 @@ class CalibrationSnapshot:
 
     def pinned(self, calibration_id: int, setting: Setting | None = None) -> LookupResult:
         """A calibration chosen by id (as :meth:`CalibrationStore.pinned`, warnings too)."""
-        from qhytime.store import CalibrationPinnedWarning, LookupResult, setting_differences
+        from qhytime.store import _pinned_result
 
-        cal = self.get(calibration_id)
-        diffs = [] if setting is None else setting_differences(setting, cal.setting)
-        if diffs:
-            warnings.warn(
-                CalibrationPinnedWarning(
-                    f"calibration #{cal.id} is pinned but was measured for another setting "
-                    f"(frame vs calibration: {'; '.join(diffs)}); its times may be wrong by "
-                    "the difference in offset0 between the two settings"
-                ),
-                stacklevel=2,
-            )
-        if cal.retracted:
-            warnings.warn(
-                CalibrationPinnedWarning(
-                    f"calibration #{cal.id} is pinned but was retracted on {cal.retracted_at}: "
-                    f"{cal.retraction_reason}"
-                ),
-                stacklevel=2,
-            )
-        return LookupResult(calibration=cal, kind="pinned", differences=diffs)
+        return _pinned_result(self.get(calibration_id), setting)
 
     def lookup(self, setting: Setting, *, fallback: bool = False) -> LookupResult:
         """The current calibration for a setting, exactly as :meth:`CalibrationStore.lookup`
         finds it (exact match of this unit, then model-wide; else the nearest fallback, only
         when ``fallback``, warned)."""
-        from qhytime.store import CalibrationFallbackWarning
+        from qhytime.store import _warn_if_fallback
 
-        result = self._lookup(setting, fallback)
-        if result.kind == "fallback":
-            warnings.warn(
-                CalibrationFallbackWarning(
-                    f"no calibration matches {setting.key()} exactly: using {result.describe()}"
-                ),
-                stacklevel=3,
-            )
-        return result
+        return _warn_if_fallback(self._lookup(setting, fallback), setting)
 
     def _lookup(self, setting: Setting, fallback: bool) -> LookupResult:
-        from qhytime.calibration import Setting as _Setting
-        from qhytime.store import FALLBACK_WIDENING_US, LookupResult, _differences
+        from qhytime.store import LookupResult, _differences, _exact_keys, _nearest
 
-        keys = [setting.key()]
-        if setting.serial is not None:
-            keys.append(_Setting(**{**setting.to_dict(), "serial": None}).key())
-        for key in keys:
+        for key in _exact_keys(setting):
             cid = self._current.get(key)
             if cid is not None:
                 cal = self.calibrations[cid]
                 if _differences(setting, cal.setting) == []:
                     return LookupResult(calibration=cal, kind="exact")
-        scored = []
-        for cid in self._current.values():
-            cal = self.calibrations[cid]
-            s = cal.setting
-            if (s.camera_model, s.readout_mode, s.bit_depth, s.usb_traffic) != (
-                setting.camera_model, setting.readout_mode, setting.bit_depth, setting.usb_traffic,
-            ):  # fmt: skip
-                continue
-            diffs = _differences(setting, s)
-            if diffs is None:
-                continue
-            widen = sum(FALLBACK_WIDENING_US[d] ** 2 for d in diffs) ** 0.5
-            scored.append((widen, s.serial is None, -cid, diffs, cid))
-        scored.sort(key=lambda t: t[:3])
-        best = self.calibrations[scored[0][4]] if scored else None
-        if best is not None and not scored[0][3]:
-            return LookupResult(calibration=best, kind="exact")
-        if not scored:
-            raise CalibrationError(
-                f"no calibration for {setting.key()} (none for this camera model, readout mode, "
-                f"bit depth and USB_TRAFFIC): measure one with `qhytime ledcal --store`, add one "
-                f"with `qhytime calib add`, or give model (an explicit row model)"
-            )
-        widen, _, _, diffs, _ = scored[0]
-        cal = best
-        assert cal is not None
-        if not fallback:
-            raise CalibrationError(
-                f"no calibration matches {setting.key()} exactly; the nearest is #{cal.id} "
-                f"({cal.setting.key()}, differs in {', '.join(diffs)}). Use it with "
-                f"fallback=True, which widens sigma(offset0) by {widen:.0f} us, "
-                "or measure this setting with `qhytime ledcal --store`"
-            )
-        return LookupResult(
-            calibration=cal, kind="fallback", differences=diffs, extra_offset0_sigma_us=widen
-        )
+        hard = (setting.camera_model, setting.readout_mode, setting.bit_depth, setting.usb_traffic)
+        candidates = [
+            (cal.setting, cid, lambda cal=cal: cal)
+            for cid in self._current.values()
+            if (
+                (cal := self.calibrations[cid]).setting.camera_model,
+                cal.setting.readout_mode, cal.setting.bit_depth, cal.setting.usb_traffic,
+            ) == hard
+        ]  # fmt: skip
+        return _nearest(setting, candidates, fallback)
 
 
 def for_workers(executor: Executor | None, store: Any) -> Any:

@@ -351,6 +351,90 @@ def _differences(query: Setting, cand: Any) -> list[str] | None:
     return diffs
 
 
+def _exact_keys(setting: Setting) -> list[str]:
+    """Setting keys that match ``setting`` exactly: this unit's, then the model-wide one."""
+    keys = [setting.key()]
+    if setting.serial is not None:
+        keys.append(Setting(**{**setting.to_dict(), "serial": None}).key())
+    return keys
+
+
+def _nearest(
+    setting: Setting,
+    candidates: Iterable[tuple[Any, int, Callable[[], Calibration]]],
+    fallback: bool,
+) -> LookupResult:
+    """The lookup's answer among the current calibrations of ``setting``'s camera model,
+    readout mode, bit depth and USB_TRAFFIC, as :meth:`CalibrationStore.lookup` defines it.
+
+    ``candidates`` are ``(fields, id, load)``: an object with the setting's fields, the
+    calibration id, and a function that gives the :class:`Calibration` (called for the best
+    one only). One scoring for the store and for the workers' snapshot.
+    """
+    scored = []
+    for fields, cid, load in candidates:
+        diffs = _differences(setting, fields)
+        if diffs is None:
+            continue
+        widen = sum(FALLBACK_WIDENING_US[d] ** 2 for d in diffs) ** 0.5
+        # prefer: lower widening, unit-specific over model-wide, newest
+        scored.append((widen, fields.serial is None, -cid, diffs, load))
+    if not scored:
+        raise CalibrationError(
+            f"no calibration for {setting.key()} (none for this camera model, readout mode, "
+            f"bit depth and USB_TRAFFIC): measure one with `qhytime ledcal --store`, add one "
+            f"with `qhytime calib add`, or give model (an explicit row model)"
+        )
+    widen, _, _, diffs, load = min(scored, key=lambda t: t[:3])
+    cal = load()
+    if not diffs:
+        return LookupResult(calibration=cal, kind="exact")
+    if not fallback:
+        raise CalibrationError(
+            f"no calibration matches {setting.key()} exactly; the nearest is #{cal.id} "
+            f"({cal.setting.key()}, differs in {', '.join(diffs)}). Use it with "
+            f"fallback=True, which widens sigma(offset0) by {widen:.0f} us, "
+            "or measure this setting with `qhytime ledcal --store`"
+        )
+    return LookupResult(
+        calibration=cal, kind="fallback", differences=diffs, extra_offset0_sigma_us=widen
+    )
+
+
+def _pinned_result(cal: Calibration, setting: Setting | None) -> LookupResult:
+    """A calibration chosen by id for a frame of ``setting``, with the pinned warnings."""
+    diffs = [] if setting is None else setting_differences(setting, cal.setting)
+    if diffs:
+        warnings.warn(
+            CalibrationPinnedWarning(
+                f"calibration #{cal.id} is pinned but was measured for another setting "
+                f"(frame vs calibration: {'; '.join(diffs)}); its times may be wrong by "
+                "the difference in offset0 between the two settings"
+            ),
+            stacklevel=3,
+        )
+    if cal.retracted:
+        warnings.warn(
+            CalibrationPinnedWarning(
+                f"calibration #{cal.id} is pinned but was retracted on {cal.retracted_at}: "
+                f"{cal.retraction_reason}"
+            ),
+            stacklevel=3,
+        )
+    return LookupResult(calibration=cal, kind="pinned", differences=diffs)
+
+
+def _warn_if_fallback(result: LookupResult, setting: Setting) -> LookupResult:
+    if result.kind == "fallback":
+        warnings.warn(
+            CalibrationFallbackWarning(
+                f"no calibration matches {setting.key()} exactly: using {result.describe()}"
+            ),
+            stacklevel=4,
+        )
+    return result
+
+
 def _db_errors(method: Callable[..., _T]) -> Callable[..., _T]:
     """Turn database failures inside a store method into a :class:`StoreError`."""
 
@@ -833,26 +917,7 @@ class CalibrationStore:
         it), with a :class:`CalibrationPinnedWarning` that lists the differences; a
         retracted calibration is used with a warning that gives the reason.
         """
-        cal = self.get(calibration_id)
-        diffs = [] if setting is None else setting_differences(setting, cal.setting)
-        if diffs:
-            warnings.warn(
-                CalibrationPinnedWarning(
-                    f"calibration #{cal.id} is pinned but was measured for another setting "
-                    f"(frame vs calibration: {'; '.join(diffs)}); its times may be wrong by "
-                    "the difference in offset0 between the two settings"
-                ),
-                stacklevel=2,
-            )
-        if cal.retracted:
-            warnings.warn(
-                CalibrationPinnedWarning(
-                    f"calibration #{cal.id} is pinned but was retracted on {cal.retracted_at}: "
-                    f"{cal.retraction_reason}"
-                ),
-                stacklevel=2,
-            )
-        return LookupResult(calibration=cal, kind="pinned", differences=diffs)
+        return _pinned_result(self.get(calibration_id), setting)
 
     @_db_errors
     def list(
@@ -918,24 +983,14 @@ class CalibrationStore:
             the message names the nearest candidates and what to do.
         """
         result = self._cached(("lookup", setting, fallback), lambda: self._lookup(setting, fallback))
-        if result.kind == "fallback":
-            warnings.warn(
-                CalibrationFallbackWarning(
-                    f"no calibration matches {setting.key()} exactly: using {result.describe()}"
-                ),
-                stacklevel=3,
-            )
-        return result
+        return _warn_if_fallback(result, setting)
 
     def _lookup(self, setting: Setting, fallback: bool) -> LookupResult:
         with self._session() as s:
             retracted = select(RetractionRow.calibration_id)
             # Fast path: the current calibration of exactly this setting (this unit first,
             # then a model-wide one), by the indexed setting key.
-            keys = [setting.key()]
-            if setting.serial is not None:
-                keys.append(Setting(**{**setting.to_dict(), "serial": None}).key())
-            for key in keys:
+            for key in _exact_keys(setting):
                 row = s.scalars(
                     select(CalibrationRow)
                     .where(CalibrationRow.setting_key == key, CalibrationRow.id.not_in(retracted))
@@ -955,37 +1010,8 @@ class CalibrationStore:
                     CalibrationRow.usb_traffic == setting.usb_traffic,
                 )
             ).all()
-            scored = []
-            for r in rows:  # rows carry the setting fields under the same names
-                diffs = _differences(setting, r)
-                if diffs is None:
-                    continue
-                widen = sum(FALLBACK_WIDENING_US[d] ** 2 for d in diffs) ** 0.5
-                # prefer: lower widening, unit-specific over model-wide, newest
-                scored.append((widen, r.serial is None, -r.id, diffs, r))
-            scored.sort(key=lambda t: t[:3])
-            best = scored[0][4].to_calibration() if scored else None
-        if best is not None and not scored[0][3]:
-            return LookupResult(calibration=best, kind="exact")
-        if not scored:
-            raise CalibrationError(
-                f"no calibration for {setting.key()} (none for this camera model, readout mode, "
-                f"bit depth and USB_TRAFFIC): measure one with `qhytime ledcal --store`, add one "
-                f"with `qhytime calib add`, or give model (an explicit row model)"
-            )
-        widen, _, _, diffs, _ = scored[0]
-        cal = best
-        assert cal is not None
-        if not fallback:
-            raise CalibrationError(
-                f"no calibration matches {setting.key()} exactly; the nearest is #{cal.id} "
-                f"({cal.setting.key()}, differs in {', '.join(diffs)}). Use it with "
-                f"fallback=True, which widens sigma(offset0) by {widen:.0f} us, "
-                "or measure this setting with `qhytime ledcal --store`"
-            )
-        return LookupResult(
-            calibration=cal, kind="fallback", differences=diffs, extra_offset0_sigma_us=widen
-        )
+            # rows carry the setting fields under the same names
+            return _nearest(setting, ((r, r.id, r.to_calibration) for r in rows), fallback)
 
 
 def _revision(conn: Any) -> str | None:
