@@ -393,7 +393,7 @@ def fit_led(
             f"only {n_edges} of {len(keep_idx)} frames have partly lit rows at the band's edges; "
             f"at least {min_frames} are needed to locate the pulse in time. Step the pulse delay "
             "by a fraction of a line period between frames (or use a longer pulse): "
-            "`qhytime ledcal plan` makes such a schedule"
+            "qhytime.ledplan.plan_scan (`qhytime ledcal plan`) makes such a schedule"
         )
     # nuisances again with the band-less frames out of the picture, then the start
     dk, data, sig, lit_masks, light, theta, _ = _start(
@@ -638,7 +638,7 @@ def _result(
     if res.status <= 0 or not np.all(np.isfinite(theta)):
         raise LedFitError(
             f"the least-squares fit did not converge ({res.message}); nothing is stored. Check "
-            "the pulse list, --readout and --reference"
+            "the pulse list, readout= and reference="
         )
     try:
         cov = np.linalg.inv(j.T @ j) * max(red, 1.0)
@@ -662,21 +662,21 @@ def _result(
         raise LedFitError(
             f"the fit did not converge to a plausible LED level: {med_amp:.1f} ADU, its bands "
             f"{100 * ratio:.0f} % of the observed ones (reduced chi2 {red:.1f}); nothing is "
-            "stored. Check the pulse list (delays relative to the --reference stamp), --readout "
-            "and the exposure"
+            "stored. Check the pulse list (its delays count from the reference= stamp), "
+            "readout= and the exposure"
         )
     if red > max_red:
         raise LedFitError(
             f"the overlap model does not describe these frames: reduced chi2 {red:.1f} > "
             f"{max_red:g} (LED level {med_amp:.0f} ADU); nothing is stored. Check the pulse list, "
-            "--readout and --reference, or look at the residuals with --plot"
+            "readout= and reference=, or look at the residuals with plot_fit()"
         )
     if lp <= 0 or exp <= 0:
         raise LedFitError(f"the fit gave a line period of {lp:.3f} ns and an exposure of {exp:.1f} ns")
     if lp_nominal and abs(lp / lp_nominal - 1) > 0.01:
         raise LedFitError(
             f"the fitted line period {lp:.3f} ns is {1e2 * (lp / lp_nominal - 1):+.1f} % off the "
-            f"nominal {lp_nominal:.3f} ns: is --readout right (pairs or 2cms)?"
+            f"nominal {lp_nominal:.3f} ns: is readout= right ('pairs' or '2cms')?"
         )
     if exp_nominal and abs(exp / exp_nominal - 1) > 0.1:
         raise LedFitError(

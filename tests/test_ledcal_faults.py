@@ -216,6 +216,6 @@ def test_implausible_fit_is_an_error() -> None:
                 rejected=rej)  # fmt: skip
     # the wrong readout mode is refused too
     frames, rej, _ = load_scan([ArrayReader(stack)], pulses=table)
-    with pytest.raises(LedFitError, match=r"nothing is stored|--readout"):
+    with pytest.raises(LedFitError, match=r"nothing is stored|readout="):
         fit_led(frames, readout="2cms", exposure_ns=sim.exposure_us * 1e3, line_period_ns=LP_NOM,
                 rejected=rej)  # fmt: skip

@@ -49,6 +49,44 @@ def parse_numbers(text: str, n: int, option: str) -> list[float]:
     return vals
 
 
+# measure_streak's and ades_psv's words for what to give, and the flags that give it here
+STREAK_FLAGS = (
+    ("first=1|2", "--first 1|2"),
+    ("next_path=", "--next FRAME2"),
+    ("next_frame=", "--next-frame "),
+    ("tle=", "--tle FILE"),
+    ("wcs=", "--wcs FILE"),
+    ("art_sat= (an artificial satellite, e.g. 1998-067A)",
+     "--cospar (an artificial satellite, e.g. 98067A)"),
+    ("perm_id=", "--perm-id"),
+    ("prov_id=", "--prov-id"),
+    ("trk_sub=", "--trksub"),
+)  # fmt: skip
+
+
+def streak_words(text: str) -> str:
+    """A library message with the arguments it asks for replaced by this command's flags.
+
+    Examples
+    --------
+    >>> streak_words("give first=1|2, next_path= or tle=")
+    'give --first 1|2, --next FRAME2 or --tle FILE'
+    """
+    for arg, flag in STREAK_FLAGS:
+        text = text.replace(arg, flag)
+    return text
+
+
+def _in_flags(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``; a qhytime error it raises is reported in this command's flags."""
+    from qhytime.errors import QhytimeError
+
+    try:
+        return fn(*args, **kwargs)
+    except QhytimeError as exc:
+        fail(streak_words(str(exc)))
+
+
 def _clean(v: Any) -> Any:
     """NaN and infinities to None, recursively (JSON has neither)."""
     if isinstance(v, float) and not math.isfinite(v):
@@ -161,7 +199,8 @@ def streak(
         contextlib.nullcontext() if model is not None else open_store(db) as store,
         warnings_as_messages(),
     ):
-        result = measure_streak(
+        result = _in_flags(
+            measure_streak,
             path, frame, ends=ends, first=int(first) if first else None, detect=detect,
             point_sources=pts, next_path=next_path, next_frame=next_frame, model=model,
             store=store, calibration_id=calibration_id, fallback=fallback,
@@ -175,7 +214,7 @@ def streak(
     if result.lookup is not None:
         click.echo(f"qhytime: {path}: {result.lookup.describe()}", err=True)
     for note in result.notes:
-        warn(note)
+        warn(streak_words(note))
     timed_sky = [p for p in result.timed if p.ra_deg is not None]
     if iod_out is not None:
         _write_iod(result, timed_sky, iod_out, station, norad, cospar, sky_condition)  # type: ignore[arg-type]
@@ -253,8 +292,8 @@ def _emit(text: str, dest: str) -> None:
 
     try:
         write_text_atomic(dest, text)
-    except OSError as exc:
-        fail(f"cannot write {dest}: {exc.strerror or exc}")
+    except OSError as exc:  # an OutputError names the file and says why
+        fail(str(exc) if getattr(exc, "path", None) else f"cannot write {dest}: {exc.strerror or exc}")
 
 
 def _write_iod(result: Any, timed: list[Any], dest: str, station: str, norad: int, cospar: str,
@@ -290,7 +329,7 @@ def _write_ades(timed: list[Any], dest: str, station: str, cospar: str | None,
                       aperture_m=aperture, detector=detector, ast_cat=ast_cat)  # fmt: skip
     recs = [(p.unix_ns, p.sigma_ns / 1e9, p.ra_deg, p.dec_deg, p.sigma_sky_arcsec or 0.0)
             for p in sorted(timed, key=lambda q: q.unix_ns)]  # fmt: skip
-    _emit(ades_psv(recs, ctx, obj), dest)
+    _emit(_in_flags(ades_psv, recs, ctx, obj), dest)
 
 
 def _plot(result: Any, path: str, frame: int, plot_path: str, tle_path: str | None,

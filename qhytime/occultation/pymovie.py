@@ -31,7 +31,7 @@ NS_PER_DAY = 86_400 * 1_000_000_000
 PYMOVIE_COLUMNS = ("appsum", "avgbkg", "stdbkg", "nmaskpx", "maxpx", "xcentroid", "ycentroid")
 """PyMovie's per-aperture columns after the ``signal-`` ones, in its order."""
 MAX_LISTED = 200
-"""Header lines listing left-out frames (the rest are counted; --json has them all)."""
+"""Header lines listing left-out frames (the rest are counted; the JSON records have them all)."""
 
 
 def round_to_100ns(unix_ns: int) -> int:
@@ -162,7 +162,7 @@ def header_lines(lc: LightCurve, time: str) -> list[str]:
     )
     lines.append(
         "# columns: signal = appsum - avgbkg x nmaskpx; nmaskpx is the exact aperture area in px; "
-        "each aperture is timed at its own row (--json gives every aperture's times)"
+        "each aperture is timed at its own row (the JSON records give every aperture's times)"
     )
     lines.append(
         "# frame numbers count frames from the first one read, frames dropped from the GPS "
@@ -186,7 +186,7 @@ def header_lines(lc: LightCurve, time: str) -> list[str]:
                 f"before {lc.where(i)}"
             )
         if len(gaps) > MAX_LISTED:
-            lines.append(f"# dropped: ... and {len(gaps) - MAX_LISTED} more gaps (see --json)")
+            lines.append(f"# dropped: ... and {len(gaps) - MAX_LISTED} more gaps (see the JSON records)")
     out = lc.left_out
     if not out:
         lines.append("# frames left out: none")
@@ -199,7 +199,7 @@ def header_lines(lc: LightCurve, time: str) -> list[str]:
             why = "; ".join(lc.reasons[i]) or "unknown"
             lines.append(f"# left out: {lc.where(i)}{seq}, {lc.status[i]}: {why}")
         if len(out) > MAX_LISTED:
-            lines.append(f"# left out: ... and {len(out) - MAX_LISTED} more (see --json)")
+            lines.append(f"# left out: ... and {len(out) - MAX_LISTED} more (see the JSON records)")
     sat = []
     for a in lc.apertures:
         k = np.flatnonzero(a.saturated & ok)

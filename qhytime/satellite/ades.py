@@ -94,7 +94,8 @@ class AdesObject:
             out["trkSub"] = self.trk_sub
         if not out:
             raise QhytimeError(
-                "ADES needs an object: --cospar (artSat), --perm-id, --prov-id or --trksub"
+                "ADES needs an object: give art_sat= (an artificial satellite, e.g. 1998-067A), "
+                "perm_id=, prov_id= or trk_sub="
             )
         for k, v in out.items():
             if "|" in v or not v.strip():

@@ -90,7 +90,8 @@ def load_tle(source: str | os.PathLike[str]) -> Tle:
     Raises
     ------
     OrbitError
-        Not two TLE lines, a bad checksum, or elements sgp4 rejects.
+        Not two TLE lines, a bad checksum, or elements sgp4 rejects (``path``: the file, when
+        ``source`` is one).
 
     Examples
     --------
@@ -99,33 +100,42 @@ def load_tle(source: str | os.PathLike[str]) -> Tle:
     (25544, '98067A')
     """
     text = str(source)
-    where = "the TLE text"
+    path: str | None = None
     if "\n" not in text.strip():
         p = Path(os.fspath(source))
         try:
             text = p.read_text(encoding="ascii", errors="replace")
         except OSError as exc:
-            raise OrbitError(f"cannot read the TLE file {p}: {exc.strerror or exc}") from exc
-        where = str(p)
+            raise OrbitError(
+                f"cannot read the TLE file: {exc.strerror or exc}", path=str(p)
+            ) from exc
+        path = str(p)
+    where = "" if path is not None else "the TLE text: "
     lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
     l1 = [i for i, ln in enumerate(lines) if ln.startswith("1 ")]
     if not l1 or l1[0] + 1 >= len(lines) or not lines[l1[0] + 1].startswith("2 "):
-        raise OrbitError(f"{where}: no TLE (a line starting '1 ' followed by one starting '2 ')")
+        raise OrbitError(
+            f"{where}no TLE (a line starting '1 ' followed by one starting '2 ')", path=path
+        )
     i = l1[0]
     line1, line2 = lines[i], lines[i + 1]
     name = lines[i - 1].removeprefix("0 ").strip() if i > 0 else ""
     for n, ln in ((1, line1), (2, line2)):
         if len(ln) < 69:
-            raise OrbitError(f"{where}: TLE line {n} has {len(ln)} characters, not 69")
+            raise OrbitError(f"{where}TLE line {n} has {len(ln)} characters, not 69", path=path)
         if not ln[68].isdigit() or int(ln[68]) != tle_checksum(ln):
             raise OrbitError(
-                f"{where}: TLE line {n} checksum is {ln[68]!r}, the line sums to "
-                f"{tle_checksum(ln)}: the line is damaged"
+                f"{where}TLE line {n} checksum is {ln[68]!r}, the line sums to "
+                f"{tle_checksum(ln)}: the line is damaged",
+                path=path,
             )
     if line1[2:7] != line2[2:7]:
-        raise OrbitError(f"{where}: lines 1 and 2 are of different satellites")
+        raise OrbitError(f"{where}lines 1 and 2 are of different satellites", path=path)
     tle = Tle(line1[:69], line2[:69], name)
-    _satellite(tle)  # sgp4 parses it
+    try:
+        _satellite(tle)  # sgp4 parses it
+    except OrbitError as exc:
+        raise OrbitError(f"{where}{exc.reason}", path=path) from exc.__cause__
     return tle
 
 
@@ -423,7 +433,7 @@ def first_end_by_orbit(
     from qhytime.satellite.sky import icrs_to_pixel
 
     if wcs is None:
-        raise OrbitError("the TLE can tell which end came first only with a WCS (give --wcs)")
+        raise OrbitError("the TLE can tell which end came first only with a WCS: give wcs= (a plate solution)")
     ns = np.array([unix_ns - 50_000_000, unix_ns + 50_000_000], dtype=np.int64)
     ra, dec, _, _ = _radec(_satellite(tle), _topos(observer), ns)
     x, y = icrs_to_pixel(wcs, ra, dec)

@@ -12,9 +12,10 @@ frame's WCS (or a separate one), and checks them against a TLE when one is given
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +110,24 @@ def _parse_pair(xy: Sequence[float], what: str) -> tuple[float, float]:
     return float(xy[0]), float(xy[1])
 
 
+def _naming_the_frame(fn: Callable[..., StreakResult]) -> Callable[..., StreakResult]:
+    """A row-timing error about the frame (an end or a point outside it, ends in an order no
+    object makes) raised without a file names the file and frame it concerns."""
+
+    @functools.wraps(fn)
+    def wrapper(path: str | os.PathLike[str], frame: int = 0, **kwargs: Any) -> StreakResult:
+        try:
+            return fn(path, frame, **kwargs)
+        except RowModelError as exc:
+            if exc.path is not None:
+                raise
+            named = RowModelError(exc.reason, path=os.fspath(path), frame=frame)
+            raise named.with_traceback(exc.__traceback__) from None
+
+    return wrapper
+
+
+@_naming_the_frame
 def measure_streak(
     path: str | os.PathLike[str],
     frame: int = 0,
@@ -178,7 +197,9 @@ def measure_streak(
     ------
     QhytimeError
         Unreadable file or WCS, no calibration, a flagged frame, ends outside the frame,
-        no way to tell which end came first, a bad TLE.
+        no way to tell which end came first, a bad TLE. The message names the file and frame
+        it concerns (``path``, ``frame``) and the argument to give (``first=1|2``,
+        ``next_path=``, ``tle=``, ``wcs=``).
 
     Examples
     --------
@@ -231,7 +252,7 @@ def measure_streak(
     if wcs_obj is None:
         notes.append(
             f"{os.fspath(path)} has no celestial WCS: pixel positions and times only "
-            "(plate-solve the frame or give --wcs FILE)"
+            "(plate-solve the frame or give wcs=, a plate solution)"
         )
     tle_obj = None
     if tle is not None:
@@ -245,6 +266,12 @@ def measure_streak(
         from qhytime.satellite.orbit import Observer, first_end_by_orbit
 
         assert tle_obj is not None
+        if wcs_obj is None:
+            raise RowModelError(
+                "the TLE tells which end came first only through a plate solution, and the "
+                "frame has none: give wcs= (a plate solution) or first=1|2",
+                path=os.fspath(path), frame=frame,
+            )  # fmt: skip
         return first_end_by_orbit(tle_obj, Observer(observer[0], observer[1], height_m),
                                   wcs_obj, pair, mid_ns)  # fmt: skip
 
@@ -273,16 +300,20 @@ def measure_streak(
             k = order_ends((e1, e2), next_trails())
             if k is None:
                 raise RowModelError(
-                    "which end came first: no trail in the next frame continues this one; "
-                    "give first (--first 1|2)"
-                )
+                    f"which end came first: no trail in the next frame ({os.fspath(next_path)}, "
+                    f"frame {next_frame}) continues this one; give first=1|2 (which of the ends "
+                    "came first)",
+                    path=os.fspath(path), frame=frame,
+                )  # fmt: skip
         elif tle_obj is not None:
             k = order_by_tle((e1, e2))
         else:
             raise RowModelError(
-                "which end came first cannot be seen in one frame: give --first 1|2, "
-                "--next FRAME2 or --tle FILE"
-            )
+                "which end came first cannot be seen in one frame: give first=1|2 (which of the "
+                "ends came first), next_path= (the next frame, where the trail goes on) or tle= "
+                "(the object's TLE)",
+                path=os.fspath(path), frame=frame,
+            )  # fmt: skip
         a, b = (e1, e2) if k == 0 else (e2, e1)
         points += time_streak(clock, a, b, n_interior=n_interior,
                               sigma_along_px=(position_sigma_px, position_sigma_px))  # fmt: skip
@@ -296,9 +327,11 @@ def measure_streak(
             notes.append(f"{os.fspath(path)}, frame {frame}: no trail found")
         if trails and next_path is None and tle_obj is None:
             raise RowModelError(
-                "which end of a detected trail came first: give --next FRAME2 (the object's "
-                "trail in the next frame) or --tle FILE"
-            )
+                f"{len(trails)} trail(s) found; which end of each came first cannot be seen in one "
+                "frame: give next_path= (the next frame, where the trail goes on) or tle= (the "
+                "object's TLE)",
+                path=os.fspath(path), frame=frame,
+            )  # fmt: skip
         for i, tr in enumerate(trails):
             k = None
             if next_path is not None:
@@ -407,7 +440,11 @@ def _detect_in(path: str | os.PathLike[str], frame: int) -> list[Trail]:
 
     with open_frames(path) as reader:
         if not 0 <= frame < len(reader):
-            raise RowModelError(f"frame {frame} out of range (0..{len(reader) - 1})", path=reader.path)
+            raise RowModelError(
+                f"next_frame={frame} is out of range: the file has {len(reader)} frame(s)"
+                + (f" (0..{len(reader) - 1})" if len(reader) else ""),
+                path=reader.path,
+            )
         image = reader.image(frame)
         scan = reader.scan_blocks()
         flipped = bool(scan.flipped[frame]) if len(scan) > frame else False
