@@ -873,7 +873,8 @@ class CameraSim:
         starts = np.array(
             [s.vsync_unix_ns - round(self.exposure_us * 1e3) for s in shots], dtype=np.int64
         )
-        write_ser(path, stack, timestamps_unix_ns=starts, instrument=self.camera_model)
+        write_ser(path, stack, timestamps_unix_ns=starts, instrument=self.camera_model,
+                  fsync=False)  # whole or not at all; a simulated capture can be made again
         return Path(path)
 
 

@@ -105,7 +105,7 @@ from qhytime.framerows import (
     frame_row_times,
     own_int_key,
 )
-from qhytime.readers import FitsReader
+from qhytime.readers import FitsReader, open_regular
 from qhytime.readers.serfile import SER_MAGIC
 from qhytime.timebase import unix_ns_to_iso
 
@@ -820,7 +820,7 @@ def stamp_fits(
             path=src,
         )
     head = b""
-    with contextlib.suppress(OSError), open(src, "rb") as fh:
+    with contextlib.suppress(OSError), open_regular(src) as fh:  # a FIFO: FitsReader says so
         head = fh.read(len(SER_MAGIC))
     if head == SER_MAGIC:
         raise FrameReadError(

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from qhytime.errors import FrameReadError
 from qhytime.readers.arrays import ArrayReader, frames_from_buffer
-from qhytime.readers.base import BlockScan, Frame, FrameReader
+from qhytime.readers.base import (
+    BlockScan,
+    Frame,
+    FrameReader,
+    open_regular,
+    require_regular_file,
+)
 from qhytime.readers.fitsfile import FITS_MAGIC, FitsReader
 from qhytime.readers.fitsheader import GZIP_MAGIC, GzipSource
 from qhytime.readers.serfile import SER_MAGIC, SerReader, write_ser
@@ -28,6 +34,8 @@ __all__ = [
     "expand_paths",
     "frames_from_buffer",
     "open_frames",
+    "open_regular",
+    "require_regular_file",
     "write_ser",
 ]
 
@@ -39,7 +47,9 @@ FRAME_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".f
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     """Files as given, folders replaced by their FITS/SER files in name order (not recursive).
 
-    A folder without such files is kept as given, so that the caller reports it.
+    A folder without such files is kept as given, so that the caller reports it. Only
+    regular files are taken from a folder (a FIFO, socket or device there is skipped); a
+    path given explicitly is kept, and the reader then says what is wrong with it.
 
     Examples
     --------
@@ -71,7 +81,8 @@ def open_frames(path: str | os.PathLike[str]) -> FrameReader:
     Raises
     ------
     FrameReadError
-        When the file cannot be read or is neither FITS nor SER.
+        When the file cannot be read, is not a regular file (a FIFO, socket, device or
+        folder is refused at once, never opened) or is neither FITS nor SER.
 
     Examples
     --------
@@ -81,15 +92,11 @@ def open_frames(path: str | os.PathLike[str]) -> FrameReader:
     qhytime.errors.FrameReadError: /nonexistent.fits: cannot read file: No such file or directory
     """
     p = os.fspath(path)
-    if os.path.isdir(p):
-        raise FrameReadError(
-            "is a folder, not a frame file: give its FITS/SER files (decode_paths and the "
-            "command line take folders)",
-            path=p,
-        )
     try:
-        with open(p, "rb") as fh:
+        with open_regular(p) as fh:  # a FIFO, socket, device or folder: refused, never opened
             head = fh.read(16)
+    except FrameReadError:
+        raise
     except OSError as exc:
         raise FrameReadError(f"cannot read file: {exc.strerror or exc}", path=p) from exc
     if head.startswith(FITS_MAGIC):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,6 +16,98 @@ from numpy.typing import NDArray
 from qhytime.errors import FrameReadError, TruncatedFileError
 from qhytime.gpsblock import BLOCK_SIZE, GpsBlock, GpsBlockArray
 from qhytime.validity import block_presence
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _not_regular(mode: int, path: str) -> FrameReadError:
+    if stat.S_ISDIR(mode):
+        return FrameReadError(
+            "is a folder, not a regular file: give its FITS/SER files (decode_paths and the "
+            "command line take folders)",
+            path=path,
+        )
+    kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+    return FrameReadError(
+        f"is {kind}, not a regular file: frames are read from FITS/SER files only "
+        "(save the data to a file and give that)",
+        path=path,
+    )
+
+
+def require_regular_file(path: str | os.PathLike[str]) -> os.stat_result:
+    """The ``os.stat`` of ``path``, or a clear error when it is not a regular file.
+
+    A FIFO, socket, device or folder is refused before anything opens it (opening a FIFO
+    for reading waits for a writer: it would hang). Symbolic links are followed.
+
+    Raises
+    ------
+    FrameReadError
+        When ``path`` cannot be looked at or is not a regular file.
+
+    Examples
+    --------
+    >>> require_regular_file("tests/data/video16.ser").st_size > 0
+    True
+    >>> require_regular_file("/dev/null")
+    Traceback (most recent call last):
+    ...
+    qhytime.errors.FrameReadError: /dev/null: is a character device, not a regular file: \
+frames are read from FITS/SER files only (save the data to a file and give that)
+    """
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        raise FrameReadError(f"cannot read file: {exc.strerror or exc}", path=p) from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(st.st_mode, p)
+    return st
+
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
+    """Open a regular file for binary reading; never blocks on a FIFO or device.
+
+    ``path`` is checked with :func:`require_regular_file`, opened without blocking, and the
+    opened descriptor is checked again (the name may have been replaced in between).
+
+    Raises
+    ------
+    FrameReadError
+        When ``path`` cannot be opened or is not a regular file.
+
+    Examples
+    --------
+    >>> with open_regular("tests/data/video16.ser") as fh:
+    ...     fh.read(14)
+    b'LUCAM-RECORDER'
+    """
+    p = os.fspath(path)
+    require_regular_file(p)
+    flags = os.O_RDONLY | _NONBLOCK | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(p, flags)
+    except OSError as exc:
+        raise FrameReadError(f"cannot read file: {exc.strerror or exc}", path=p) from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(mode, p)
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 @dataclass

@@ -187,8 +187,12 @@ class FitsReader(FrameReader):
 
     def _memmap(self) -> np.memmap[Any, Any]:
         if self._mm is None:
+            # the file checked and opened at construction (a name replaced since, e.g. by a
+            # FIFO, is never opened); after close() the name is opened again
+            fh = getattr(self._src, "_fh", None)
             self._mm = np.memmap(
-                self.path, dtype=_STORED[self._bitpix], mode="r",
+                fh if fh is not None and not fh.closed else self.path,
+                dtype=_STORED[self._bitpix], mode="r",
                 offset=self._img.data_offset, shape=(self._n, self._height, self._width),
             )  # fmt: skip
         return self._mm

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from qhytime.errors import FrameReadError
+from qhytime.readers.base import open_regular
 
 if TYPE_CHECKING:
     from astropy.io.fits import Header
@@ -201,7 +202,7 @@ class FileSource(ByteSource):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._fh = open(path, "rb")
+        self._fh = open_regular(path)
         self.size = os.fstat(self._fh.fileno()).st_size
 
     def read_at(self, offset: int, n: int) -> bytes:
@@ -239,7 +240,7 @@ class GzipSource(ByteSource):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._fh = open(path, "rb")
+        self._fh = open_regular(path)
         self.damage: str | None = None
         self._restart()
 
@@ -320,7 +321,7 @@ def open_source(path: str) -> ByteSource:
     Raises
     ------
     FrameReadError
-        When the file cannot be opened.
+        When the file cannot be opened or is not a regular file.
 
     Examples
     --------
@@ -330,9 +331,11 @@ def open_source(path: str) -> ByteSource:
     >>> src.close()
     """
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             magic = fh.read(2)
         return GzipSource(path) if magic == GZIP_MAGIC else FileSource(path)
+    except FrameReadError:
+        raise
     except OSError as exc:
         raise FrameReadError(f"cannot read file: {exc.strerror or exc}", path=path) from exc
 

@@ -20,20 +20,25 @@ frame 3's block), and every frame gets a ``file_structure`` reason.
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import os
 import struct
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from qhytime.atomic import atomic_open
 from qhytime.errors import FrameReadError, TruncatedFileError
 from qhytime.gpsblock import BLOCK_SIZE, GpsBlockArray
-from qhytime.readers.base import FrameReader
+from qhytime.readers.base import FrameReader, open_regular
 from qhytime.validity import block_presence
 
 SER_MAGIC = b"LUCAM-RECORDER"
 HEADER_SIZE = 178
+GATHER_FRAMES = 4096
+"""Frames whose block bytes are gathered at a time (and their pages then given back)."""
 DOTNET_UNIX_EPOCH_TICKS = 621_355_968_000_000_000
 """.NET ticks (100 ns since 0001-01-01) of 1970-01-01T00:00:00."""
 
@@ -73,14 +78,31 @@ class SerReader(FrameReader):
     Parameters
     ----------
     path : str or os.PathLike
-        The file.
+        The file (a regular file: a FIFO, socket, device or folder is refused).
     little_endian : bool, optional
         Force the 16-bit byte order; by default it is decided from the GPS blocks.
+    recording : bool
+        The file may still be being recorded: capture programs write the header with a
+        frame count of 0 (or one they update now and then) and append frames, then fill in
+        the count and the time trailer when they finish. Unless the file already holds
+        exactly the frames its header announces (with or without the trailer: a finished
+        file, read as usual), its frames are counted from its size: every complete frame
+        is read, a partial frame at the end is left out, the header count (0, smaller or
+        larger) is not an error, no ``truncation`` is set and no trailer is read.
+        ``counted_by_size`` then says so. Open the file again to see the frames written
+        since. The header's geometry is trusted: a size that contradicts it cannot be told
+        from a recording, so use this only for files still being written.
+
+    Attributes
+    ----------
+    counted_by_size : bool
+        True when the frames were counted from the file's size (``recording`` and the file
+        does not look finished); ``declared_frames`` is then the header's count as written.
 
     Raises
     ------
     FrameReadError
-        When the file is not a SER file or its header is inconsistent.
+        When the file is not a regular file, not a SER file or its header is inconsistent.
 
     Notes
     -----
@@ -95,16 +117,41 @@ class SerReader(FrameReader):
     >>> reader = SerReader(path)
     >>> len(reader), reader.width, reader.height, reader.bit_depth
     (3, 32, 4, 16)
+
+    A file being recorded: the header says 0 frames, two and a half are written so far.
+
+    >>> with open(path, "r+b") as fh:
+    ...     _ = fh.seek(38)                       # FrameCount, as a capture program leaves it
+    ...     _ = fh.write((0).to_bytes(4, "little"))
+    ...     _ = fh.truncate(178 + 2 * 256 + 100)   # frames of 4 x 32 x 2 bytes
+    >>> with SerReader(path, recording=True) as rec:
+    ...     len(rec), rec.declared_frames, rec.counted_by_size, rec.truncation
+    (2, 0, True, None)
     """
 
     kind = "ser"
 
-    def __init__(self, path: str | os.PathLike[str], *, little_endian: bool | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        little_endian: bool | None = None,
+        recording: bool = False,
+    ) -> None:
         super().__init__(os.fspath(path))
+        fh = open_regular(self.path)  # a FIFO, socket or device is refused, never opened
         try:
-            size = os.path.getsize(self.path)
-            with open(self.path, "rb") as fh:
-                head = fh.read(HEADER_SIZE)
+            self._read_layout(fh, recording)
+        finally:
+            fh.close()  # the memmap keeps its own reference to the file
+        self._little_endian = little_endian
+        if self.bytes_per_sample == 1:
+            self._little_endian = True  # irrelevant for 8-bit data
+
+    def _read_layout(self, fh: IO[bytes], recording: bool) -> None:
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(HEADER_SIZE)
         except OSError as exc:
             raise FrameReadError(
                 f"cannot read file: {exc.strerror or exc}", path=self.path
@@ -127,8 +174,16 @@ class SerReader(FrameReader):
         self.file_size = size
         self._declared = int(count)
         available = (size - HEADER_SIZE) // self.frame_bytes
-        self._n = int(min(available, count))
-        self._structure = self._structure_check(size, count)
+        body = count * self.frame_bytes
+        finished = count > 0 and size - HEADER_SIZE in (body, body + 8 * count)
+        self.counted_by_size = bool(recording and not finished)
+        if self.counted_by_size:
+            self._n = int(available)
+            self._structure: str | None = None
+            count = 0  # no trailer is looked for
+        else:
+            self._n = int(min(available, count))
+            self._structure = self._structure_check(size, count)
         if self._n < count:
             partial = (size - HEADER_SIZE) - self._n * self.frame_bytes
             self.truncation = TruncatedFileError(
@@ -143,22 +198,21 @@ class SerReader(FrameReader):
         elif count == 0 and self._structure is not None:
             raise FrameReadError(
                 f"the header announces 0 frames but the file holds {size - HEADER_SIZE} bytes "
-                "after the header: the frame count is damaged",
+                "after the header: the frame count is damaged (a file still being recorded "
+                "is read with recording=True)",
                 path=self.path,
             )
         trailer_at = HEADER_SIZE + count * self.frame_bytes
         self.has_trailer = self._n == count and size >= trailer_at + 8 * count and count > 0
         self._data = (
-            np.memmap(self.path, dtype=np.uint8, mode="r", offset=HEADER_SIZE,
+            np.memmap(fh, dtype=np.uint8, mode="r", offset=HEADER_SIZE,
                       shape=(self._n, self.frame_bytes))
             if self._n > 0 else np.zeros((0, self.frame_bytes), dtype=np.uint8)
         )  # fmt: skip
         self._trailer: NDArray[np.int64] | None = None
         if self.has_trailer:
-            self._trailer = np.fromfile(self.path, dtype="<i8", count=count, offset=trailer_at)
-        self._little_endian = little_endian
-        if self.bytes_per_sample == 1:
-            self._little_endian = True  # irrelevant for 8-bit data
+            fh.seek(trailer_at)
+            self._trailer = np.fromfile(fh, dtype="<i8", count=count)
 
     # -- header and structure ----------------------------------------------------------
     def _check_header(self, w: int, h: int, depth: int, count: int) -> None:
@@ -211,6 +265,12 @@ class SerReader(FrameReader):
     def structure_problem(self) -> str | None:
         return self._structure
 
+    def pixel_block_problem(self) -> str | None:
+        row_bytes = self._width * self.planes * self.bytes_per_sample
+        if row_bytes < BLOCK_SIZE:
+            return f"no_gps_block: rows of {self._width} pixels are too short to hold a GPS block"
+        return None
+
     # -- byte order --------------------------------------------------------------------
     @property
     def little_endian(self) -> bool:
@@ -232,16 +292,40 @@ class SerReader(FrameReader):
 
     # -- data ------------------------------------------------------------------------------
     def block_bytes(self, *, last_row: bool = False) -> NDArray[np.uint8]:
-        """The block bytes of every complete frame (one memmap gather), ``(N, 44)``."""
+        """The block bytes of every complete frame (memmap gathers), ``(N, 44)``.
+
+        The frames are gathered :data:`GATHER_FRAMES` at a time, and the file's pages each
+        gather touched are given back to the system after it (``MADV_DONTNEED``: they stay in
+        the page cache, outside this process), so the process's memory does not grow with
+        the length of the file: one page per frame would be 4 KiB x N.
+        """
+        start = 0
         if last_row:
             row_bytes = self._width * self.planes * self.bytes_per_sample
             start = self.frame_bytes - row_bytes
-            raw = self._data[:, start : start + BLOCK_SIZE]
-        else:
-            raw = self._data[:, :BLOCK_SIZE]
+        out = np.empty((self._n, BLOCK_SIZE), dtype=np.uint8)
+        for lo in range(0, self._n, GATHER_FRAMES):
+            hi = min(lo + GATHER_FRAMES, self._n)
+            out[lo:hi] = self._data[lo:hi, start : start + BLOCK_SIZE]
+            self._release(lo, hi)
         if self.bytes_per_sample == 2 and not self.little_endian:
-            return _swap_pairs(raw)
-        return np.ascontiguousarray(raw)
+            return _swap_pairs(out)
+        return out
+
+    def _release(self, lo: int, hi: int) -> None:
+        """Give back the pages of frames ``lo..hi-1`` this process mapped (read-only file
+        pages: they are read again from the page cache if touched again)."""
+        mm = getattr(self._data, "_mmap", None)
+        if mm is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        # numpy maps from the offset rounded down to the allocation granularity
+        base = HEADER_SIZE % mmap.ALLOCATIONGRANULARITY
+        first = base + lo * self.frame_bytes
+        first -= first % mmap.PAGESIZE
+        last = min(base + hi * self.frame_bytes, len(mm))
+        if last > first:
+            with contextlib.suppress(OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED, first, last - first)
 
     def image(self, index: int) -> NDArray[Any]:
         """Frame ``index`` as a read-only array ``(H, W)`` or ``(H, W, 3)`` for colour."""
@@ -296,8 +380,13 @@ def write_ser(
     instrument: str = "QHY600PRO",
     observer: str = "",
     telescope: str = "",
+    fsync: bool = True,
 ) -> None:
-    """Write a mono SER file (used by the simulator and tests).
+    """Write a mono SER file (used by the simulator and tests), whole or not at all.
+
+    The file is written under a temporary name in the same folder and renamed onto ``path``
+    when complete (:func:`qhytime.atomic.atomic_open`): an error or a full disk leaves
+    ``path`` as it was (absent, or the old file) and no temporary file behind.
 
     Parameters
     ----------
@@ -308,6 +397,21 @@ def write_ser(
         Store 16-bit samples big-endian.
     timestamps_unix_ns : int64 array, optional
         Written as the .NET-ticks trailer.
+    fsync : bool
+        Flush the data to disk before the rename (files that can be made again may skip it).
+
+    Raises
+    ------
+    OutputError
+        When the file cannot be written (nothing is left under ``path``'s name).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> write_ser(os.path.join(folder, "v.ser"), np.zeros((2, 4, 32), dtype=np.uint8))
+    >>> os.listdir(folder), os.path.getsize(os.path.join(folder, "v.ser"))
+    (['v.ser'], 434)
     """
     frames = np.asarray(frames)
     if frames.ndim != 3 or frames.dtype not in (np.uint8, np.uint16):
@@ -323,11 +427,21 @@ def write_ser(
         SER_MAGIC, 0, 0, int(little_endian_flag), w, h, depth, n,
         observer.encode()[:40], instrument.encode()[:40], telescope.encode()[:40], t0, t0,
     )  # fmt: skip
-    with open(path, "wb") as fh:
+    trailer = (
+        None
+        if timestamps_unix_ns is None
+        else np.asarray(unix_ns_to_dotnet_ticks(timestamps_unix_ns), dtype="<i8")
+    )
+    with atomic_open(path, "wb", fsync=fsync) as fh:
         fh.write(head)
-        if frames.dtype == np.uint16:
-            frames.astype(">u2" if big_endian_data else "<u2", copy=False).tofile(fh)
-        else:
-            frames.tofile(fh)
-        if timestamps_unix_ns is not None:
-            np.asarray(unix_ns_to_dotnet_ticks(timestamps_unix_ns), dtype="<i8").tofile(fh)
+        _write_frames(fh, frames, big_endian_data)
+        if trailer is not None:
+            fh.write(trailer.tobytes())
+
+
+def _write_frames(fh: IO[bytes], frames: NDArray[Any], big_endian_data: bool) -> None:
+    """The frames back to back, one frame at a time (no copy of the whole stack)."""
+    order = ">u2" if big_endian_data else "<u2"
+    for frame in frames:
+        data = frame.astype(order, copy=False) if frame.dtype == np.uint16 else frame
+        fh.write(np.ascontiguousarray(data).data)

@@ -311,7 +311,9 @@ def fingerprint(path: str | os.PathLike[str], nbytes: int = FINGERPRINT_BYTES) -
     >>> len(fp), n
     (32, 109)
     """
-    with open(path, "rb") as fh:
+    from qhytime.readers import open_regular
+
+    with open_regular(path) as fh:  # a FIFO or device: FrameReadError, never a hang
         head = bytearray(fh.read(nbytes))
     if head.startswith(b"LUCAM-RECORDER") and len(head) >= SER_COUNT_OFFSET + 4:
         head[SER_COUNT_OFFSET : SER_COUNT_OFFSET + 4] = b"\0\0\0\0"
@@ -321,44 +323,22 @@ def fingerprint(path: str | os.PathLike[str], nbytes: int = FINGERPRINT_BYTES) -
 def open_for_index(path: str) -> FrameReader:
     """Open a frame file as the index reads it: like :func:`qhytime.readers.open_frames`, but a
     SER whose header frame count is 0 (capture programs fill it in when they finish) is read
-    by its size: its complete frames, no trailer.
+    as still being recorded (``SerReader(path, recording=True)``): its complete frames, by
+    size, no trailer.
 
     Raises
     ------
     FrameReadError
+        Also when ``path`` is not a regular file (a FIFO is refused, never opened).
     """
-    from qhytime.readers import open_frames
+    from qhytime.readers import SerReader, open_frames, open_regular
 
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(SER_COUNT_OFFSET + 4)
-    except OSError as err:
-        raise FrameReadError(f"cannot read file: {err.strerror or err}", path=path) from err
+    with open_regular(path) as fh:
+        head = fh.read(SER_COUNT_OFFSET + 4)
     if head.startswith(b"LUCAM-RECORDER") and len(head) == SER_COUNT_OFFSET + 4:
         if int.from_bytes(head[SER_COUNT_OFFSET:], "little", signed=True) == 0:
-            return _recording_ser_reader(path)
+            return SerReader(path, recording=True)
     return open_frames(path)
-
-
-def _recording_ser_reader(path: str) -> FrameReader:
-    from qhytime.readers import SerReader
-    from qhytime.readers.serfile import HEADER_SIZE
-
-    class RecordingSerReader(SerReader):
-        """A SER still being recorded (frame count 0): its complete frames by size."""
-
-        def _structure_check(self, size: int, count: int) -> str | None:
-            return None  # a count of 0 is what writers leave while recording
-
-        def __init__(self, p: str) -> None:
-            super().__init__(p)
-            n = (os.path.getsize(self.path) - HEADER_SIZE) // self.frame_bytes
-            if n > 0:
-                self._n = int(n)
-                self._data = np.memmap(self.path, dtype=np.uint8, mode="r", offset=HEADER_SIZE,
-                                       shape=(self._n, self.frame_bytes))  # fmt: skip
-
-    return RecordingSerReader(path)
 
 
 def _file_kind(path: str) -> str:
@@ -555,6 +535,8 @@ def file_records(
     try:
         st = os.stat(p)
         fp, fp_n = fingerprint(p)
+    except FrameReadError:
+        raise
     except OSError as err:
         raise FrameReadError(f"cannot read file: {err.strerror or err}", path=p) from err
     rec = FileRecords(
@@ -1556,6 +1538,8 @@ def plan_ingest(
     try:
         st = os.stat(p)
         fp, _ = fingerprint(p)
+    except FrameReadError as err:  # e.g. not a regular file (a FIFO): never opened
+        return IngestResult(p, "error", message=err.reason)
     except OSError as err:  # vanished or unreadable: nothing to record
         return IngestResult(p, "error", message=f"cannot read file: {err.strerror or err}")
     if (

@@ -10,6 +10,9 @@
 - An incomplete file (no complete frame yet, a truncated FITS) is retried later and never
   recorded as an error; a complete file that cannot be read is recorded with its error and
   retried when it changes.
+- Only regular files are looked at: a FIFO, socket or device with a frame file's name is
+  skipped without being opened (opening a FIFO would wait for a writer), so the watcher
+  never blocks and still stops on SIGTERM.
 - State lives in the database: each file is committed in one transaction, and at start the
   folder is compared with the index, so a restart (even after ``kill -9``) neither indexes a
   file twice nor misses one. With a stamp folder, a FITS file indexed but not yet stamped
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import os
 import queue
+import stat
 import threading
 import time
 from collections import deque
@@ -171,6 +175,9 @@ class Watcher:
         except OSError:
             self._pending.pop(path, None)
             return
+        if not stat.S_ISREG(st.st_mode):  # a FIFO, socket, device or folder: never opened
+            self._pending.pop(path, None)
+            return
         pend = self._pending.get(path)
         if pend is None:
             if self._known.get(path) == (st.st_size, st.st_mtime_ns):
@@ -257,6 +264,9 @@ class Watcher:
             try:
                 st = os.stat(path)
             except OSError:
+                del self._pending[path]
+                continue
+            if not stat.S_ISREG(st.st_mode):  # replaced by a FIFO, socket, ...: skipped
                 del self._pending[path]
                 continue
             now = self.clock()
