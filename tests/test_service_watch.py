@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
+from qhytime.atomic import TMP_MARK
 from qhytime.calibration import Calibration
 from qhytime.decode import decode_file
 from qhytime.framerows import setting_from_reader
@@ -247,7 +248,10 @@ def test_kill_9_halfway_and_restart(tmp_path: Path) -> None:
             n = s.scalar(select(func.count(IndexFrame.id)))
             distinct = len(s.execute(select(IndexFrame.file_id, IndexFrame.frame).distinct()).all())
         assert n == distinct == total
-    stamped = sorted(p.name for p in out.iterdir())
+    # a kill -9 may leave a temporary file (never a partial output under the final name)
+    leftovers = [p.name for p in out.iterdir() if p.name.endswith(TMP_MARK)]
+    assert all(p.startswith(".") for p in leftovers), leftovers
+    stamped = sorted(p.name for p in out.iterdir() if not p.name.endswith(TMP_MARK))
     assert stamped == [f"frame_{i:04d}.fits" for i in range(200)]
     summary: dict[str, Any] = {"killed_at_frames": killed_at, "total": total}
     print(summary)

@@ -188,11 +188,61 @@ def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
-def open_store(db: str | None, **kw: Any) -> CalibrationStore:
-    """Open the calibration store (errors are :class:`~qhytime.errors.QhytimeError`)."""
+def in_memory_db(db: str | None) -> bool:
+    """Whether ``db`` names an in-memory SQLite database (``sqlite://``, ``sqlite:///:memory:``,
+    ``file::memory:``, ``?mode=memory``): one that is gone when the command ends.
+
+    Examples
+    --------
+    >>> in_memory_db("sqlite://"), in_memory_db("sqlite+pysqlite:///:memory:")
+    (True, True)
+    >>> in_memory_db("sqlite:///tmp/q.sqlite"), in_memory_db("/tmp/q.sqlite"), in_memory_db(None)
+    (False, False, False)
+    """
+    if db is None or "://" not in db:
+        return False  # the default database or a file path
+    scheme, rest = db.strip().split("://", 1)
+    if scheme.split("+", 1)[0].lower() != "sqlite":
+        return False
+    path, _, query = rest.removeprefix("/").partition("?")
+    return path in ("", ":memory:") or path.startswith("file::memory:") or "mode=memory" in query
+
+
+def writable_db(db: str | None) -> str | None:
+    """``db`` for a command that writes to the database; an in-memory one is a usage error.
+
+    Raises
+    ------
+    click.BadParameter
+        For an in-memory SQLite database (what the command writes would be lost).
+
+    Examples
+    --------
+    >>> writable_db("/tmp/q.sqlite")
+    '/tmp/q.sqlite'
+    >>> writable_db("sqlite://")
+    Traceback (most recent call last):
+    ...
+    click.exceptions.BadParameter: sqlite:// is an in-memory database, lost when the command ends: give a file path (or a sqlite:///PATH or postgresql:// URL)
+    """
+    if in_memory_db(db):
+        raise click.BadParameter(
+            f"{db} is an in-memory database, lost when the command ends: give a file path "
+            "(or a sqlite:///PATH or postgresql:// URL)",
+            param_hint="'--db' / QHYTIME_DB",
+        )
+    return db
+
+
+def open_store(db: str | None, *, write: bool = False, **kw: Any) -> CalibrationStore:
+    """Open the calibration store (errors are :class:`~qhytime.errors.QhytimeError`).
+
+    ``write=True`` for a command that writes to it: an in-memory database is then refused
+    (:func:`writable_db`).
+    """
     from qhytime.store import CalibrationStore
 
-    return CalibrationStore(db, **kw)
+    return CalibrationStore(writable_db(db) if write else db, **kw)
 
 
 # -- the explicit row model and frame options shared by rows, stamp, lightcurve, streak ------
@@ -275,6 +325,66 @@ def exposure_ns(exposure_s: float | None) -> int | None:
 # -- files --------------------------------------------------------------------------------------
 
 FRAME_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz", ".ser")
+
+PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "ps", "eps", "tif", "tiff", "webp")
+"""File name suffixes a ``--plot`` may end in (matplotlib's Agg, PDF, PS and SVG writers); no
+suffix writes PNG."""
+
+
+def output_path_problem(path: str, what: str = "the output") -> str | None:
+    """Why ``path`` cannot be written (its folder missing or not writable), or None.
+
+    Examples
+    --------
+    >>> output_path_problem("/no/such/folder/lc.csv")
+    '/no/such/folder/lc.csv: cannot write the output: folder /no/such/folder does not exist'
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"{path}: cannot write {what}: folder {parent} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{path}: cannot write {what}: folder {parent} is not writable"
+    if os.path.isdir(path):
+        return f"{path}: cannot write {what}: it is a folder (give a file name)"
+    return None
+
+
+def plot_path_problem(path: str) -> str | None:
+    """Why a plot cannot be written to ``path`` (folder, or a suffix matplotlib cannot write),
+    or None.
+
+    Examples
+    --------
+    >>> plot_path_problem("/tmp/lc.png") is None
+    True
+    >>> plot_path_problem("/tmp/lc.xyz")
+    '/tmp/lc.xyz: cannot write a plot as .xyz: use one of png, pdf, svg, jpg, jpeg, ps, eps, tif, tiff, webp'
+    """
+    problem = output_path_problem(path, "the plot")
+    if problem is not None:
+        return problem
+    suffix = os.path.splitext(path)[1].lstrip(".").lower()
+    if suffix and suffix not in PLOT_FORMATS:
+        return f"{path}: cannot write a plot as .{suffix}: use one of {', '.join(PLOT_FORMATS)}"
+    return None
+
+
+def empty_folders(paths: Iterable[str]) -> list[str]:
+    """The folders among ``paths`` that hold no FITS/SER file (:func:`expand_paths` keeps them
+    as given, so that the command can say so).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     empty_folders([d, "a.fits"]) == [d]
+    True
+    """
+    return [
+        p for p in paths
+        if os.path.isdir(p)
+        and not any(c.is_file() and c.name.lower().endswith(FRAME_SUFFIXES) for c in Path(p).iterdir())
+    ]  # fmt: skip
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:

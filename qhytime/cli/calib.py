@@ -67,7 +67,7 @@ def calib_show(calibration_id: int, db: str | None) -> None:
 @click.option("--roi", required=True, help="X,Y,WIDTH,HEIGHT on the sensor (unbinned).")
 @click.option("--binning", type=BINNING, default=1, show_default=True)
 @click.option("--bit-depth", type=click.Choice(["8", "16"]), default="16", show_default=True)
-@click.option("--usb-traffic", type=Number(integer=True, lo=0, hi=1000), default=0, show_default=True)
+@click.option("--usb-traffic", type=Number(integer=True, lo=0, hi=255), default=0, show_default=True)
 @click.option(
     "--stream-mode", type=click.Choice(["single", "live"]), default="single", show_default=True
 )
@@ -109,7 +109,7 @@ def calib_add(db: str | None, roi: str, bit_depth: str, **kw) -> None:  # type: 
         cal = Calibration(setting=setting, **kw)
     except CalibrationError as exc:  # option values out of range: a usage error
         raise click.UsageError(str(exc)) from None
-    with open_store(db) as store:
+    with open_store(db, write=True) as store:
         stored = store.add(cal)
     click.echo(_cal_line(stored))
 
@@ -121,7 +121,7 @@ def calib_import(path: str, db: str | None) -> None:
     """Import calibrations from a TOML file: all records or none (every one is checked first);
     a record already in the database is not added again. Each new one supersedes its
     setting's current one."""
-    with open_store(db) as store:
+    with open_store(db, write=True) as store:
         result = store.import_toml(path)
     for c in result.added:
         click.echo(_cal_line(c))
@@ -145,7 +145,7 @@ def calib_retract(calibration_id: int, reason: str, db: str | None) -> None:
     current calibration becomes the newest one not retracted."""
     if not reason.strip():
         raise click.BadParameter("give a reason", param_hint="'--reason'")
-    with open_store(db) as store:
+    with open_store(db, write=True) as store:
         c = store.retract(calibration_id, reason)
         current = [x for x in store.list() if x.setting == c.setting]
     click.echo(_cal_line(c))

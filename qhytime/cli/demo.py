@@ -32,12 +32,13 @@ def demo(workdir: str, frames: int, db: str | None) -> None:
     work = Path(workdir)
     sim = CameraSim(width=9576, height=6388, exposure_us=100_000.0, frame_interval_us=500_000.0,
                     offset0_us=1974.286, reference="now", readout_mode="Photographic DSO", seed=7)  # fmt: skip
-    click.echo(
-        f"simulating {frames} frame(s) of {sim.width}x{sim.height} 16-bit into {work / 'capture'} ..."
-    )
-    paths = sim.write_fits(work / "capture", frames, prefix="qhy600")
-    with open_store(db) as store:
+    with open_store(db) as store:  # a bad --db is said before minutes of simulation
         click.echo(f"calibration database: {store.url}")
+        click.echo(
+            f"simulating {frames} frame(s) of {sim.width}x{sim.height} 16-bit into "
+            f"{work / 'capture'} ..."
+        )
+        paths = sim.write_fits(work / "capture", frames, prefix="qhy600")
         results = list(stamp_files(paths, work / "stamped", store=store))
     for res in results:
         click.echo(f"{res.status:<6} {res.output}  [{res.message}]")

@@ -23,16 +23,18 @@ from qhytime.cli._common import (
     OFFSET0_US,
     Number,
     db_option,
+    empty_folders,
     expand_paths,
     fail,
     open_store,
+    plot_path_problem,
     warn,
+    writable_db,
 )
 
 PULSE_START_US = Number(lo=-1e7, hi=1e7, unit="us")
 PULSE_WIDTH_US = Number(lo=0, lo_open=True, hi=1e7, unit="us")
 PPS_DELAY_US = Number(lo=-1e6, hi=1e6, unit="us")
-PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "ps", "eps", "tif", "tiff", "webp")
 
 
 class _FitByDefault(click.Group):
@@ -53,18 +55,6 @@ def ledcal() -> None:
     qhytime ledcal --pulses pulses.csv --reference end scan/*.fits --store
     qhytime ledcal plan --exposure-us 345.552 --line-period-ns 43194 --readout pairs -o pulses.csv
     """
-
-
-def _plot_path_problem(path: str) -> str | None:
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        return f"{path}: cannot write the plot: folder {parent} does not exist"
-    if not os.access(parent, os.W_OK):
-        return f"{path}: cannot write the plot: folder {parent} is not writable"
-    suffix = os.path.splitext(path)[1].lstrip(".").lower()
-    if suffix and suffix not in PLOT_FORMATS:
-        return f"{path}: cannot write a plot as .{suffix}: use one of {', '.join(PLOT_FORMATS)}"
-    return None
 
 
 @ledcal.command("fit")
@@ -143,8 +133,17 @@ def fit(
         raise click.UsageError("--pulse-start-us needs --pulse-width-us")
     if pulse_width_us is not None and pulse_start_us is None:
         raise click.UsageError("--pulse-width-us goes with --pulse-start-us")
-    if plot_path and (problem := _plot_path_problem(plot_path)):
+    if plot_path and (problem := plot_path_problem(plot_path)):
         raise click.BadParameter(problem, param_hint="--plot")
+    if store_it:
+        writable_db(db)  # refused before the fit, not after it
+    if empty := empty_folders(frames):
+        raise click.BadParameter(
+            f"no FITS/SER files (.fits, .fit, .fts, .fz, .ser) found in the folder "
+            f"{', '.join(empty)}: give the folder that holds the LED scan's frames, or the "
+            "frame files themselves",
+            param_hint="FRAMES",
+        )
     bias = read_bias(bias_files, clip_sigma=clip_sigma) if bias_files else None
     pulses = read_pulses_csv(pulses_csv) if pulses_csv else None
     paths = expand_paths(frames)
@@ -158,7 +157,8 @@ def fit(
     setting = info.get("setting")
     mode = readout or (setting.readout if setting is not None else "pairs")
     exp_ns = round(exposure_s * 1e9) if exposure_s is not None else info.get("exposure_ns")
-    result = fit_led(
+    result = _in_flags(
+        fit_led,
         scan, readout=mode, reference=reference,  # type: ignore[arg-type]
         line_period_ns=line_period_ns or info.get("line_period_ns"), exposure_ns=exp_ns,
         rejected=rejected, pps=info.get("pps"), illumination_degree=illumination_degree,
@@ -178,7 +178,7 @@ def fit(
         import datetime as dt
 
         setting = dataclasses.replace(setting, is_2cms=(mode == "2cms"))
-        with open_store(db) as store:
+        with open_store(db, write=True) as store:
             stored = store.add(result.to_calibration(setting, measured_at=dt.date.today().isoformat()))
     failed = list(dict.fromkeys(info.get("failed", [])))
     if failed:
@@ -190,6 +190,33 @@ def fit(
         for p in problems[:-1]:
             warn(p)
         fail(problems[-1])
+
+
+# fit_led's words for what to check, and the flags that set it here
+LEDCAL_FLAGS = (("readout=", "--readout"), ("reference=", "--reference"), ("plot_fit()", "--plot"))
+
+
+def ledcal_words(text: str) -> str:
+    """A library message with the arguments it names replaced by this command's flags.
+
+    Examples
+    --------
+    >>> ledcal_words("check the pulse list, readout= and reference=")
+    'check the pulse list, --readout and --reference'
+    """
+    for arg, flag in LEDCAL_FLAGS:
+        text = text.replace(arg, flag)
+    return text
+
+
+def _in_flags(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``; a qhytime error it raises is reported in this command's flags."""
+    from qhytime.errors import QhytimeError
+
+    try:
+        return fn(*args, **kwargs)
+    except QhytimeError as exc:
+        fail(ledcal_words(str(exc)))
 
 
 def _print_fit(result: Any, reference: str, mode: str, stored: Any, as_json: bool) -> None:

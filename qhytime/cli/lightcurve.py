@@ -19,6 +19,8 @@ from qhytime.cli._common import (
     exposure_ns,
     model_options,
     open_store,
+    output_path_problem,
+    plot_path_problem,
     warn,
     warnings_as_messages,
 )
@@ -91,7 +93,8 @@ RADIUS = Number(lo=0.5, hi=200, unit="px")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the PyMovie CSV here (PyOTE reads it).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per frame (every aperture's exact times).")
 @click.option("--events", is_flag=True, help="Fit D and R (square well over each sample's exact window).")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Save a plot of the light curve (PNG, PDF, SVG).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Save a plot of the light curve (.png, .pdf, .svg, .jpg, .eps, .tif, .webp; no suffix: PNG).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @db_option
 @cluster_options
@@ -124,6 +127,11 @@ def lightcurve(
             f"the annulus inner radius {annulus[0]:g} is inside the aperture (radius {radius:g})",
             param_hint="--annulus",
         )
+    # Where the results go is checked before the light curve is computed, not after.
+    if output and (problem := output_path_problem(output, "the light curve")):
+        raise click.BadParameter(problem, param_hint="'-o' / '--output'")
+    if plot_path and (problem := plot_path_problem(plot_path)):
+        raise click.BadParameter(problem, param_hint="'--plot'")
     paths = expand_paths(files)
     model = explicit_model(offset0_us, line_period_ns, readout, reference, calibration_id)
     bar: Any = None

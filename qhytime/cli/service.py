@@ -7,6 +7,8 @@ FastAPI/uvicorn (``serve``) and watchdog (``watch``) are imported only when thos
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import sys
 import threading
@@ -24,9 +26,12 @@ from qhytime.cli._common import (
     Number,
     cli_words,
     db_option,
+    empty_folders,
     expand_paths,
     exposure_ns,
+    fail,
     warn,
+    writable_db,
 )
 
 LIMIT = Number(integer=True, lo=1, hi=2**62)
@@ -39,15 +44,90 @@ PORT = Number(integer=True, lo=0, hi=65_535)
 BAUD = Number(integer=True, lo=50, hi=4_000_000)
 
 
+TIME_MAX_NS = 4_102_444_800 * 1_000_000_000
+"""2100-01-01T00:00:00Z: times of ``query`` lie in 1970..2100, as the HTTP API's."""
+MAX_ROW = 1_000_000
+"""No frame has this many rows (the bound of ``--crop-y`` too)."""
+
+
 def _iso_ns(value: str | None, flag: str) -> int | None:
     from qhytime.service.index import parse_iso_ns
 
     if value is None:
         return None
     try:
-        return parse_iso_ns(value)
+        t = parse_iso_ns(value)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint=flag) from None
+    if not 0 <= t < TIME_MAX_NS:
+        raise click.BadParameter(f"{value} is outside 1970..2100", param_hint=flag)
+    return t
+
+
+def _check_rows(spec: str) -> None:
+    """``--rows`` as text, before any frame is read: ``A:B`` (either side optional, B
+    excluded) or ``r1,r2,...``, rows from 0 to :data:`MAX_ROW`, a range not empty. Each
+    frame's own height is checked when its rows are computed.
+
+    Examples
+    --------
+    >>> _check_rows("0:10"), _check_rows("5,9"), _check_rows(":3")
+    (None, None, None)
+    >>> _check_rows("-1")
+    Traceback (most recent call last):
+    ...
+    click.exceptions.BadParameter: '-1': row numbers start at 0
+    """
+    hint = "'--rows'"
+    try:
+        if ":" in spec:
+            a, b = spec.split(":", 1)
+            lo = int(a) if a.strip() else 0
+            hi = int(b) if b.strip() else None
+            values = [lo] if hi is None else [lo, hi]
+        else:
+            values = [int(x) for x in spec.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{spec!r} is not A:B (end excluded) or a list of rows 1,5,9",
+                                 param_hint=hint) from None  # fmt: skip
+    if any(v < 0 for v in values):
+        raise click.BadParameter(f"{spec!r}: row numbers start at 0", param_hint=hint)
+    if any(v > MAX_ROW for v in values):
+        raise click.BadParameter(f"{spec!r}: row {max(values)} is beyond any frame (rows "
+                                 f"0..{MAX_ROW - 1} at most)", param_hint=hint)  # fmt: skip
+    if ":" in spec and len(values) == 2 and values[1] <= values[0]:
+        raise click.BadParameter(f"{spec!r} is an empty range (A:B needs A < B)", param_hint=hint)
+
+
+# A library lookup message advises an explicit row model ("give model"): index and watch have
+# none, so their messages say how to add a calibration (then refresh) instead.
+_NO_CAL_ADVICE = re.compile(
+    r"(no calibration for \S+(?: \([^()]*\))?): measure one with [^;\]]*?(?=;|\]|$)"
+)
+_GIVE_MODEL = re.compile(r",? or give model(?: \([^()]*\))?")
+INDEX_CALIBRATION_ADVICE = (
+    "add one with `qhytime calib add ...` or `qhytime calib import FILE.toml` (or measure it "
+    "with `qhytime ledcal --store`), then `qhytime index --refresh` times the frames indexed "
+    "without it"
+)
+
+
+def index_words(message: str) -> str:
+    """A message of indexing in the words of ``qhytime index``/``watch``: a missing
+    calibration is to be added (these commands take no explicit row model), and the API's
+    arguments are the CLI's flags.
+
+    Examples
+    --------
+    >>> index_words("no calibration: no calibration for CAM|x (none for this camera model): "
+    ...             "measure one with `qhytime ledcal --store`, add one with `qhytime calib add`, "
+    ...             "or give model (an explicit row model)")  # doctest: +ELLIPSIS
+    'no calibration: no calibration for CAM|x (none for this camera model): add one with `qhytime calib add ...` or `qhytime calib import FILE.toml` (or measure it ...'
+    >>> index_words("the nearest is #3. Use it with fallback=True, which widens sigma")
+    'the nearest is #3. Use it with --fallback, which widens sigma'
+    """
+    text = _NO_CAL_ADVICE.sub(lambda m: f"{m.group(1)}: {INDEX_CALIBRATION_ADVICE}", message)
+    return cli_words(_GIVE_MODEL.sub("", text))
 
 
 @contextmanager
@@ -94,7 +174,15 @@ def index_cmd(
 
     Idempotent: a file already indexed and unchanged adds nothing; a changed file is
     re-indexed (its frames replaced); a growing SER gets its new frames. Each file is
-    committed in one transaction. Exit code 1 when some file could not be read.
+    committed in one transaction.
+
+    \b
+    Exit codes (every file gets its status line; the readable ones are indexed either way):
+      0  every file indexed (or unchanged; a "partial" file, truncated or without a frame
+         count, is indexed up to its last complete frame);
+      1  some file ended "error" (unreadable) or "incomplete" (no complete frame), now or
+         when it was indexed before and has not changed since;
+      2  a usage error (bad options, an in-memory --db).
 
     With --dask or --workers the files are read and decoded by dask workers (with a
     snapshot of the calibrations); this process writes the index as their records come
@@ -102,31 +190,48 @@ def index_cmd(
     """
     from tqdm import tqdm
 
-    from qhytime.service.index import FrameIndex
+    from qhytime.service.index import FrameIndex, IngestResult
 
     if not paths and not refresh:
         raise click.UsageError("give files or folders to index (or --refresh)")
-    files = expand_paths(paths)
+    writable_db(db)
+    empty = empty_folders(paths)
+    files = [f for f in expand_paths(paths) if f not in empty]
     counts: Counter[str] = Counter()
+    failed = 0
     frames = 0
+    shown: set[str] = set()
 
     def emit(res: Any) -> None:
-        nonlocal frames
+        nonlocal frames, failed
         counts[res.action] += 1
         frames += res.frames
+        bad = res.action in ("error", "incomplete") or res.status in ("error", "incomplete")
+        failed += bad
+        message = index_words(res.message)
         if as_json:
-            click.echo(json.dumps(res.to_dict()))
+            click.echo(json.dumps({**res.to_dict(), "message": message}))
             return
         cal = f"calibration #{res.calibration_id}" if res.calibration_id else "no calibration"
         if res.action in ("error", "incomplete"):
-            detail = res.message
+            detail, message = message, ""
+        elif res.action == "refreshed":
+            message = ""  # "calibration #N (kind)": the line says it
         elif res.action == "unchanged":
-            detail = f"{res.total_frames} frame(s) indexed"
+            detail = f"{res.total_frames} frame(s) indexed" + (
+                f" ({res.status} when indexed, and not changed since)" if bad else "")  # fmt: skip
         else:
             detail = (f"{res.frames} frame(s) written, {res.total_frames} indexed, {cal}"
                       + (f", {res.alerts} alert(s)" if res.alerts else ""))  # fmt: skip
-        tqdm.write(cli_words(f"{res.action:<10} {res.path}: {detail}"))
+        tqdm.write(f"{res.action:<10} {res.path}: {detail}")
+        if message and message not in shown:  # the same advice for many files: said once
+            shown.add(message)
+            tqdm.write(f"{'':<10} ! {message}")
 
+    for folder in empty:  # nothing to index there: said, counted, not recorded
+        emit(IngestResult(os.path.abspath(folder), "error", status="error", message=(
+            "no FITS/SER files (.fits, .fit, .fts, .fz, .ser) in this folder: give the "
+            "folder that holds the frames, or the files themselves")))  # fmt: skip
     with FrameIndex(db) as index, cluster_executor(dask_address, workers) as executor:
         bar = tqdm(total=len(files), unit="file", file=sys.stderr,
                    disable=quiet or not sys.stderr.isatty())  # fmt: skip
@@ -141,7 +246,10 @@ def index_cmd(
     summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to do"
     click.echo(f"qhytime: {sum(counts.values())} file(s): {summary}; {frames} frame(s) written",
                err=True)  # fmt: skip
-    sys.exit(1 if counts["error"] else 0)
+    if failed:
+        click.echo(f"qhytime: {failed} file(s) could not be indexed (error or incomplete: see "
+                   "their lines)", err=True)  # fmt: skip
+    sys.exit(1 if failed else 0)
 
 
 # -- query ------------------------------------------------------------------------------------
@@ -167,14 +275,15 @@ def _rows_text(rows: list[dict[str, Any]]) -> list[str]:
 @click.option("--frame", type=FRAME_INDEX, default=None, help="0-based frame index in the file.")
 @click.option("--sequence", type=SEQUENCE, default=None, help="The block's sequence number.")
 @click.option("--from", "time_from", default=None,
-              help="ISO UTC: frames whose exposure ends at or after this.")  # fmt: skip
+              help="ISO UTC (1970..2100): frames whose exposure ends at or after this.")  # fmt: skip
 @click.option("--to", "time_to", default=None,
-              help="ISO UTC: frames whose exposure starts before this.")  # fmt: skip
+              help="ISO UTC (1970..2100): frames whose exposure starts before this.")  # fmt: skip
 @click.option("--at", "at_time", default=None,
-              help="ISO UTC (Z optional): every frame and row exposed at this instant "
-              "(start <= t < end).")  # fmt: skip
+              help="ISO UTC (1970..2100, Z optional): every frame and row exposed at this "
+              "instant (start <= t < end).")  # fmt: skip
 @click.option("--rows", "rows_spec", default=None,
-              help="Also give these rows' times: A:B (end excluded) or a list 1,5,9.")  # fmt: skip
+              help="Also give these rows' times: A:B (end excluded) or a list 1,5,9 (rows from "
+              "0, inside each frame).")  # fmt: skip
 @click.option("--allow-invalid", is_flag=True,
               help="Row times (and --at answers) for frames whose time is flagged.")  # fmt: skip
 @click.option("--limit", type=LIMIT, default=None, help="At most this many frames.")
@@ -203,6 +312,8 @@ def query(
         raise click.UsageError("--at stands alone (it gives its own rows)")
     if t0 is not None and t1 is not None and t1 <= t0:
         raise click.UsageError("--to must be after --from")
+    if rows_spec is not None:
+        _check_rows(rows_spec)
     with FrameIndex(db) as index:
         if t_at is not None:
             n = 0
@@ -308,7 +419,6 @@ def watch(
     a restart (even after kill -9) neither indexes a file twice nor misses one. Ctrl-C and
     SIGTERM finish the current file and exit 0.
     """
-    import os
     import time
 
     from qhytime.service.index import FrameIndex
@@ -316,6 +426,7 @@ def watch(
 
     if stamp_dir is not None and os.path.abspath(stamp_dir) == os.path.abspath(folder):
         raise click.UsageError("--stamp must be another folder than the one watched")
+    writable_db(db)
     tty = sys.stderr.isatty()
     last_line = [0.0]
 
@@ -323,7 +434,7 @@ def watch(
         if not quiet:
             if tty:
                 click.echo("\r\033[K", nl=False, err=True)
-            click.echo(cli_words(text))
+            click.echo(index_words(text))
 
     def status(stats: Any) -> None:
         if quiet:
@@ -369,12 +480,18 @@ def gnss(
 
     NMEA RMC, GGA, GSA, GSV and ZDA give the fix quality, satellites, position and the
     receiver's UTC; bad checksums, partial lines and garbage are counted, never fatal.
-    After 2 s without a byte the status says `silent` until data return.
+    After 2 s without a byte the status says `silent` until data return; a port that fails
+    is reopened once a second.
+
+    \b
+    Exit codes: 0 the port opened (at some time during the run); 1 it never opened (a
+    missing device, no permission, nothing listening); 2 a usage error (a malformed URL,
+    an in-memory --db).
     """
     import contextlib
     import importlib.util
 
-    from qhytime.service.gnss import GnssLogger, NmeaMonitor
+    from qhytime.service.gnss import GnssLogger, NmeaMonitor, url_problem
 
     if "://" in url:
         scheme = url.split("://", 1)[0].lower()
@@ -385,7 +502,23 @@ def gnss(
                 "URL such as socket://host:port, rfc2217://host:port or loop://",
                 param_hint="URL",
             )
-    monitor = NmeaMonitor(url, baudrate=baud)
+    if (problem := url_problem(url)) is not None:
+        raise click.BadParameter(problem if url in problem else f"{url}: {problem}",
+                                 param_hint="URL")  # fmt: skip
+    if not no_log:
+        writable_db(db)
+
+    class Monitor(NmeaMonitor):
+        """Remembers whether the port ever opened."""
+
+        opened = False
+
+        def _open(self) -> Any:
+            port = super()._open()
+            self.opened = self.opened or port is not None
+            return port
+
+    monitor = Monitor(url, baudrate=baud)
 
     with contextlib.ExitStack() as stack:
         logger = None
@@ -424,6 +557,13 @@ def gnss(
         + (f" (last: {final.last_error})" if final.last_error else ""),
         err=True,
     )
+    if not monitor.opened:
+        fail(
+            f"the port {monitor.source} never opened during the run ({final.io_errors} "
+            f"attempt(s)): check the device name or URL, that the receiver is plugged in and "
+            "powered (or the server listens), and that you may open it (on Linux: the dialout "
+            "group)"
+        )
 
 
 # -- serve ------------------------------------------------------------------------------------

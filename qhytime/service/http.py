@@ -33,6 +33,7 @@ No request names a filesystem path (frames are asked for by id); every query is 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hmac
 import ipaddress
 import logging
@@ -556,10 +557,51 @@ def serve(
         server_header=False, limit_concurrency=512, timeout_keep_alive=5, http="h11",
         h11_max_incomplete_event_size=64 * 1024, lifespan="on",
     )  # fmt: skip
+    problem = listen_problem(host, port)
+    if problem is not None:
+        raise QhytimeError(problem)
     server = _server_class()(config)
     if on_started is not None:
         on_started()
-    server.run()
+    try:
+        server.run()
+    except SystemExit as stop:  # uvicorn's startup failure (3): a race for the port, say
+        if stop.code in (None, 0):
+            raise
+        raise QhytimeError(
+            f"the HTTP server could not start on {host}:{port} (its log line above says why)"
+        ) from None
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` now (a port in use, an address this
+    machine does not have), or None.
+
+    Examples
+    --------
+    >>> import socket
+    >>> with socket.socket() as s:
+    ...     s.bind(("127.0.0.1", 0)); s.listen()
+    ...     busy = s.getsockname()[1]
+    ...     listen_problem("127.0.0.1", busy).startswith(f"cannot listen on 127.0.0.1:{busy}")
+    True
+    """
+    import socket
+
+    addr = host.strip("[]")
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            sock.bind((addr, port))
+    except OSError as err:
+        why = err.strerror or str(err)
+        hint = (
+            "another program (or another qhytime serve) listens there: stop it or choose "
+            "another port" if err.errno == errno.EADDRINUSE else "check the address and port"
+        )
+        return f"cannot listen on {host}:{port}: {why}: {hint}"
+    return None
 
 
 def _server_class() -> type:
