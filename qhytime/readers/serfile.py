@@ -297,20 +297,34 @@ class SerReader(FrameReader):
         The frames are gathered :data:`GATHER_FRAMES` at a time, and the file's pages each
         gather touched are given back to the system after it (``MADV_DONTNEED``: they stay in
         the page cache, outside this process), so the process's memory does not grow with
-        the length of the file: one page per frame would be 4 KiB x N.
+        the length of the file: one page per frame would be 4 KiB x N. While gathering, the
+        mapping is advised random access: the kernel reads the page each block lies in, not
+        the ~128 KiB around it (a 100,000-frame file read cold: 0.4 GB instead of ~20 GB).
         """
         start = 0
         if last_row:
             row_bytes = self._width * self.planes * self.bytes_per_sample
             start = self.frame_bytes - row_bytes
         out = np.empty((self._n, BLOCK_SIZE), dtype=np.uint8)
-        for lo in range(0, self._n, GATHER_FRAMES):
-            hi = min(lo + GATHER_FRAMES, self._n)
-            out[lo:hi] = self._data[lo:hi, start : start + BLOCK_SIZE]
-            self._release(lo, hi)
+        self._advise("MADV_RANDOM")  # one page per frame is read, not the kernel's read-around
+        try:
+            for lo in range(0, self._n, GATHER_FRAMES):
+                hi = min(lo + GATHER_FRAMES, self._n)
+                out[lo:hi] = self._data[lo:hi, start : start + BLOCK_SIZE]
+                self._release(lo, hi)
+        finally:
+            self._advise("MADV_NORMAL")  # images are read whole: read-around helps them
         if self.bytes_per_sample == 2 and not self.little_endian:
             return _swap_pairs(out)
         return out
+
+    def _advise(self, name: str) -> None:
+        """``madvise`` the whole mapping (where the system has that advice)."""
+        mm = getattr(self._data, "_mmap", None)
+        advice = getattr(mmap, name, None)
+        if mm is not None and advice is not None:
+            with contextlib.suppress(OSError, ValueError):
+                mm.madvise(advice)
 
     def _release(self, lo: int, hi: int) -> None:
         """Give back the pages of frames ``lo..hi-1`` this process mapped (read-only file
