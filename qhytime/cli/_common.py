@@ -12,16 +12,18 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 if TYPE_CHECKING:
     from qhytime.rowmodel import RowModel
     from qhytime.store import CalibrationStore
+
+T = TypeVar("T")
 
 # Python argument names that an API error may tell the user to set, and the CLI flag that
 # sets each. The API speaks of its own arguments; the CLI shows its users the flags instead.
@@ -68,6 +70,31 @@ def cli_words(message: str) -> str:
         return f"{m.group('verb')} {FLAG_FOR_ARGUMENT[m.group('a')]}"
 
     return _ARG_RE.sub(flag, message)
+
+
+def reword(text: str, flags: Sequence[tuple[str, str]]) -> str:
+    """``text`` with each library argument of ``flags`` (``(argument, flag)`` pairs) replaced
+    by the command's flag: for the words a command has beyond :func:`cli_words`.
+
+    Examples
+    --------
+    >>> reword("give first=1|2 or tle=", [("first=", "--first "), ("tle=", "--tle FILE")])
+    'give --first 1|2 or --tle FILE'
+    """
+    for arg, flag in flags:
+        text = text.replace(arg, flag)
+    return text
+
+
+def in_flags(flags: Sequence[tuple[str, str]], fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+    """``fn(*args, **kw)``; a qhytime error it raises ends the command with its message in
+    the command's words (:func:`reword` with ``flags``, then :func:`cli_words`), exit 1."""
+    from qhytime.errors import QhytimeError
+
+    try:
+        return fn(*args, **kw)
+    except QhytimeError as exc:
+        fail(reword(str(exc), flags))
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

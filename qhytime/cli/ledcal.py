@@ -26,8 +26,10 @@ from qhytime.cli._common import (
     empty_folders,
     expand_paths,
     fail,
+    in_flags,
     open_store,
     plot_path_problem,
+    reword,
     warn,
     writable_db,
 )
@@ -157,8 +159,8 @@ def fit(
     setting = info.get("setting")
     mode = readout or (setting.readout if setting is not None else "pairs")
     exp_ns = round(exposure_s * 1e9) if exposure_s is not None else info.get("exposure_ns")
-    result = _in_flags(
-        fit_led,
+    result = in_flags(
+        LEDCAL_FLAGS, fit_led,
         scan, readout=mode, reference=reference,  # type: ignore[arg-type]
         line_period_ns=line_period_ns or info.get("line_period_ns"), exposure_ns=exp_ns,
         rejected=rejected, pps=info.get("pps"), illumination_degree=illumination_degree,
@@ -204,19 +206,7 @@ def ledcal_words(text: str) -> str:
     >>> ledcal_words("check the pulse list, readout= and reference=")
     'check the pulse list, --readout and --reference'
     """
-    for arg, flag in LEDCAL_FLAGS:
-        text = text.replace(arg, flag)
-    return text
-
-
-def _in_flags(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)``; a qhytime error it raises is reported in this command's flags."""
-    from qhytime.errors import QhytimeError
-
-    try:
-        return fn(*args, **kwargs)
-    except QhytimeError as exc:
-        fail(ledcal_words(str(exc)))
+    return reword(text, LEDCAL_FLAGS)
 
 
 def _print_fit(result: Any, reference: str, mode: str, stored: Any, as_json: bool) -> None:

@@ -16,8 +16,10 @@ from qhytime.cli._common import (
     explicit_model,
     exposure_ns,
     fail,
+    in_flags,
     model_options,
     open_store,
+    reword,
     warn,
     warnings_as_messages,
 )
@@ -72,19 +74,7 @@ def streak_words(text: str) -> str:
     >>> streak_words("give first=1|2, next_path= or tle=")
     'give --first 1|2, --next FRAME2 or --tle FILE'
     """
-    for arg, flag in STREAK_FLAGS:
-        text = text.replace(arg, flag)
-    return text
-
-
-def _in_flags(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)``; a qhytime error it raises is reported in this command's flags."""
-    from qhytime.errors import QhytimeError
-
-    try:
-        return fn(*args, **kwargs)
-    except QhytimeError as exc:
-        fail(streak_words(str(exc)))
+    return reword(text, STREAK_FLAGS)
 
 
 def _clean(v: Any) -> Any:
@@ -199,7 +189,8 @@ def streak(
         contextlib.nullcontext() if model is not None else open_store(db) as store,
         warnings_as_messages(),
     ):
-        result = _in_flags(
+        result = in_flags(
+            STREAK_FLAGS,
             measure_streak,
             path, frame, ends=ends, first=int(first) if first else None, detect=detect,
             point_sources=pts, next_path=next_path, next_frame=next_frame, model=model,
@@ -329,7 +320,7 @@ def _write_ades(timed: list[Any], dest: str, station: str, cospar: str | None,
                       aperture_m=aperture, detector=detector, ast_cat=ast_cat)  # fmt: skip
     recs = [(p.unix_ns, p.sigma_ns / 1e9, p.ra_deg, p.dec_deg, p.sigma_sky_arcsec or 0.0)
             for p in sorted(timed, key=lambda q: q.unix_ns)]  # fmt: skip
-    _emit(_in_flags(ades_psv, recs, ctx, obj), dest)
+    _emit(in_flags(STREAK_FLAGS, ades_psv, recs, ctx, obj), dest)
 
 
 def _plot(result: Any, path: str, frame: int, plot_path: str, tle_path: str | None,
