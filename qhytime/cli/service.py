@@ -508,17 +508,7 @@ def gnss(
     if not no_log:
         writable_db(db)
 
-    class Monitor(NmeaMonitor):
-        """Remembers whether the port ever opened."""
-
-        opened = False
-
-        def _open(self) -> Any:
-            port = super()._open()
-            self.opened = self.opened or port is not None
-            return port
-
-    monitor = Monitor(url, baudrate=baud)
+    monitor = NmeaMonitor(url, baudrate=baud)
 
     with contextlib.ExitStack() as stack:
         logger = None

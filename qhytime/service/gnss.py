@@ -339,6 +339,8 @@ class NmeaMonitor:
     >>> status = NmeaMonitor(port).run(duration_s=0.3)
     >>> status.fix_quality, status.satellites, status.sentences
     (1, 8, 1)
+    >>> NmeaMonitor("/dev/qhytime-no-such-port").run(duration_s=0.2).io_errors > 0
+    True
     >>> port.close()
     """
 
@@ -361,6 +363,8 @@ class NmeaMonitor:
         self.clock = clock
         self.now_ns = now_ns
         self.parser = NmeaParser()
+        self.opened = self._port is not None
+        """True once the port has been open (at any time during the run)."""
 
     @property
     def status(self) -> GnssStatus:
@@ -383,6 +387,7 @@ class NmeaMonitor:
                 raise serial.SerialException(
                     f"cannot open {self.source}: {url_problem(self._url) or err}"
                 ) from err
+        self.opened = self.opened or self._port is not None
         return self._port
 
     def _close(self) -> None:
