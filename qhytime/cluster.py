@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import warnings
 from collections import deque
@@ -179,6 +180,13 @@ class LocalExecutor(Executor):
         return fn(*args)
 
 
+# Python's warning filters and their recording are process-wide, not per thread: a dask
+# worker with several threads would mix the warnings of the items it runs at once (and lose
+# some). Items therefore run one at a time in each worker process, warnings recorded; start
+# workers with one thread each (`dask worker --nthreads 1`, as --workers does) to waste none.
+_CAPTURE = threading.RLock()
+
+
 class _Captured:
     """``fn`` run with its warnings recorded, so that they travel back with the result."""
 
@@ -186,7 +194,7 @@ class _Captured:
         self.fn = fn
 
     def __call__(self, *args: Any) -> tuple[Any, list[Warning]]:
-        with warnings.catch_warnings(record=True) as caught:
+        with _CAPTURE, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             value = self.fn(*args)
         return value, [w.message for w in caught if isinstance(w.message, Warning)]
@@ -203,7 +211,7 @@ class _Batch:
         t0 = time.perf_counter()
         out = []
         for item in items:
-            with warnings.catch_warnings(record=True) as caught:
+            with _CAPTURE, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
                     value, error = self.fn(item), None

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -456,3 +457,44 @@ def test_lost_worker_is_a_status(executor: Executor) -> None:
             lambda dask_scheduler: setattr(dask_scheduler, "allowed_failures", before)
         )
     assert out == [0, 1, ("lost", 2, KilledWorker.__name__), 3, 4]
+
+
+# -- warnings on a worker with several threads ---------------------------------------------------
+
+
+def _warn_between_sleeps(i: int) -> int:
+    """An item that warns while others may be running on the same worker's other threads."""
+    import time
+    import warnings
+
+    time.sleep(0.01 * (i % 3))
+    warnings.warn(f"item {i}", UserWarning, stacklevel=1)
+    time.sleep(0.01 * ((i + 1) % 3))
+    return i
+
+
+def test_each_item_keeps_its_own_warnings_on_a_threaded_worker() -> None:
+    """Warning filters are process-wide: on a worker with 4 threads, items that warn at once
+    must neither lose their warnings nor get another item's (each comes back with its own
+    item, in input order)."""
+    need(_have_distributed(), "dask.distributed (pip install '.[dask]')")
+    import cloudpickle
+    from distributed import Client, LocalCluster
+
+    from qhytime.cluster import _SCHEDULER_KWARGS, DaskExecutor
+
+    me = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(me)  # the workers cannot import the tests folder
+    try:
+        with LocalCluster(n_workers=1, threads_per_worker=4, processes=True,
+                          dashboard_address=None, scheduler_kwargs=_SCHEDULER_KWARGS) as cluster, \
+                Client(cluster) as client:  # fmt: skip
+            ex = DaskExecutor(client)
+            ex.max_batch = 1  # one item per task: the four threads run items at once
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = list(ex.map(_warn_between_sleeps, range(40)))
+    finally:
+        cloudpickle.unregister_pickle_by_value(me)
+    assert out == list(range(40))
+    assert [str(w.message) for w in caught] == [f"item {i}" for i in range(40)]
