@@ -333,6 +333,20 @@ def test_recording_a_finished_file_reads_it_as_usual(tmp_path: Path) -> None:
         assert np.array_equal(rec.block_bytes(), plain.block_bytes())
 
 
+def test_recording_a_frame_as_far_in_as_a_trailer_is_not_taken_for_one(tmp_path: Path) -> None:
+    """A stale count of 3 and the 4th frame written exactly 3 x 8 bytes in: the size is that of
+    a finished file with its trailer, but those bytes are pixels, not times (the simulated
+    frame's first pixels hold the GPS block): read by size, no trailer."""
+    path = tmp_path / "rec.ser"
+    sim = sim_ser(path, 3, count=3, partial=8 * 3)
+    with SerReader(path, recording=True) as r:
+        assert r.counted_by_size and not r.has_trailer and r.timestamps_unix_ns is None
+        assert len(r) == 3
+        assert decode_reader(r).unix_ns["end"].tolist() == [sim.block_for(i)[2] for i in range(3)]
+    with SerReader(path) as r:  # as a finished file the size still reads as a trailer
+        assert r.has_trailer
+
+
 def test_recording_with_no_complete_frame_yet(tmp_path: Path) -> None:
     path = tmp_path / "new.ser"
     sim_ser(path, 0, count=0, partial=500)

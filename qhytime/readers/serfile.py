@@ -175,7 +175,13 @@ class SerReader(FrameReader):
         self._declared = int(count)
         available = (size - HEADER_SIZE) // self.frame_bytes
         body = count * self.frame_bytes
-        finished = count > 0 and size - HEADER_SIZE in (body, body + 8 * count)
+        finished = count > 0 and (
+            size - HEADER_SIZE == body
+            or (size - HEADER_SIZE == body + 8 * count
+                # while recording, the next frame may be exactly as far in as a trailer
+                # would be: a finished file's trailer is times, in order
+                and (not recording or _trailer_is_times(fh, HEADER_SIZE + body, count)))
+        )  # fmt: skip
         self.counted_by_size = bool(recording and not finished)
         if self.counted_by_size:
             self._n = int(available)
@@ -451,6 +457,23 @@ def write_ser(
         _write_frames(fh, frames, big_endian_data)
         if trailer is not None:
             fh.write(trailer.tobytes())
+
+
+# .NET ticks (100 ns since 0001-01-01) of 1990-01-01 and 2200-01-01: a SER trailer's times
+_TRAILER_TICKS = (627_667_488_000_000_000, 693_937_152_000_000_000)
+
+
+def _trailer_is_times(fh: IO[bytes], at: int, count: int) -> bool:
+    """True when the ``count`` int64 at byte ``at`` read as a SER trailer: .NET UTC ticks
+    within 1990..2200, never decreasing (not the pixels of a frame being written)."""
+    fh.seek(at)
+    ticks = np.fromfile(fh, dtype="<i8", count=count)
+    lo, hi = _TRAILER_TICKS
+    return bool(
+        len(ticks) == count
+        and ((ticks >= lo) & (ticks <= hi)).all()
+        and (np.diff(ticks) >= 0).all()
+    )
 
 
 def _write_frames(fh: IO[bytes], frames: NDArray[Any], big_endian_data: bool) -> None:
