@@ -31,7 +31,8 @@ def cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--dask", "dask_address", default=None, metavar="ADDRESS",
         help="Run the per-file work on the dask scheduler at ADDRESS (tcp://host:8786); the "
-        "files must be readable by the workers at the same paths.",
+        "files must be readable by the workers at the same paths (relative paths are made "
+        "absolute, and outputs show them so).",
     )(f)  # fmt: skip
 
 

@@ -92,7 +92,8 @@ def decode(
     line. Exit code 1 when some file could not be read.
 
     With --dask or --workers each file is decoded by a dask worker; the checks across files
-    and the output stay here, in the order given, the same as without.
+    and the output stay here, in the order given, the same as without (with --dask, relative
+    paths are made absolute for the workers, and shown so).
     """
     from qhytime.api import decode_paths
 
