@@ -22,20 +22,23 @@ the two after it are read).
 from __future__ import annotations
 
 import os
+import tempfile
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from qhytime.errors import FrameReadError, TruncatedFileError
-from qhytime.gpsblock import FIELD_NAMES, STAMP_NAMES, GpsBlock, GpsBlockArray, Stamp
+from qhytime.gpsblock import BLOCK_SIZE, FIELD_NAMES, STAMP_NAMES, GpsBlock, GpsBlockArray, Stamp
 from qhytime.readers import FitsReader, FrameReader, expand_paths, open_frames
 from qhytime.readers.base import BlockScan
 from qhytime.timebase import stamp_unix_ns_pairs, unix_ns_to_iso, unix_ns_to_time
 from qhytime.validity import (
     FrameReasons,
+    RunAnchor,
     Sparse,
     _consistency_reasons,
     _frame_check_reasons,
@@ -44,6 +47,7 @@ from qhytime.validity import (
     _stamp_reasons,
     block_presence,
     run_ids,
+    signed_steps,
     sort_reasons,
 )
 
@@ -202,6 +206,9 @@ class DecodedFile:
     reasons: FrameReasons
     truncation: TruncatedFileError | None
     nominal_clock: bool = False
+    first_frame: int = 0
+    """The file's frame number of this object's frame 0 (a chunk of a long file, see
+    :func:`decode_chunks`); index ``i`` here is frame ``first_frame + i`` of the file."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.reasons, FrameReasons):
@@ -216,12 +223,12 @@ class DecodedFile:
         return self.reasons.ok()
 
     def frame(self, i: int) -> DecodedFrame:
-        """The record of frame ``i``."""
+        """The record of this object's frame ``i`` (frame ``first_frame + i`` of the file)."""
         reasons = self.reasons[i]
         present = bool(self.scan.present[i])
         rec = DecodedFrame(
             file=self.path,
-            frame=i,
+            frame=self.first_frame + int(i),
             status=STATUS_OK if not reasons else STATUS_INVALID,
             reasons=list(reasons),
             nominal_clock=self.nominal_clock,
@@ -295,7 +302,22 @@ def decode_reader(
     >>> rec.status, rec.stamps["start"].utc
     ('ok', '2025-08-02T01:44:51.730086727')
     """
-    scan = reader.scan_blocks()
+    return _decode_scan(reader, reader.scan_blocks(), nominal_clock=nominal_clock,
+                        previous=previous, standalone=standalone, exposure_ns=exposure_ns)  # fmt: skip
+
+
+def _decode_scan(
+    reader: FrameReader,
+    scan: BlockScan,
+    *,
+    nominal_clock: bool = False,
+    previous: tuple[int, int, int] | None = None,
+    standalone: bool = True,
+    exposure_ns: int | None = None,
+    anchors: list[RunAnchor] | None = None,
+) -> DecodedFile:
+    """:func:`decode_reader` of the frames of ``scan`` (the whole file, or a window of it whose
+    runs are anchored with ``anchors``: see :func:`decode_chunks`)."""
     blocks = scan.blocks
     n = len(blocks)
     unix_ns, unix_nom = _stamp_times(blocks)
@@ -325,7 +347,8 @@ def decode_reader(
             _sequence_reasons(sub.sequence, sub.width, sub.height, previous),
         ]
         if standalone:
-            checks.append(_consistency_reasons(sub, sub_ns, exposure, regular=True))
+            checks.append(_consistency_reasons(sub, sub_ns, exposure, regular=True,
+                                               anchors=anchors))  # fmt: skip
         for part in checks:
             for k, texts in part.items():
                 found.setdefault(int(present_idx[k]), []).extend(texts)
@@ -355,6 +378,247 @@ def _stamp_times(
     )
 
 
+DECODE_CHUNK_FRAMES = 2048
+"""Frames per chunk when :func:`decode_chunks` splits a long file."""
+_CONTEXT = 16
+"""Frames with a block read on each side of a chunk: every check of a frame looks at most a
+few frames with a block away (rolling medians of 5, steps to the next frame)."""
+
+
+def decode_chunks(
+    reader: FrameReader,
+    *,
+    nominal_clock: bool = False,
+    previous: tuple[int, int, int] | None = None,
+    exposure_ns: int | None = None,
+    chunk_frames: int = DECODE_CHUNK_FRAMES,
+    frames: int | None = None,
+) -> Iterator[DecodedFile]:
+    """:func:`decode_reader` of a file, in chunks of ``chunk_frames`` frames: memory bounded by
+    the chunk whatever the length of the file.
+
+    Each chunk is a :class:`DecodedFile` whose ``first_frame`` says where it starts; laid end
+    to end they are exactly :func:`decode_reader`'s result (the same blocks, times and
+    reasons). A file of at most ``chunk_frames`` frames, or one whose reader cannot read a
+    range of frames on its own (FITS), is one chunk.
+
+    A longer file takes two passes. The first reads every block once (the 44 bytes per frame
+    go to a temporary file, not to memory) and fits, for each run of the sequence, what the
+    checks take from the whole run (its cadence and the origin of its fit:
+    :class:`~qhytime.validity.RunAnchor`); it holds one count per distinct frame-to-frame step
+    of a run (the cadence's jitter), not one value per frame. The second pass decodes each
+    chunk from the temporary file with :data:`_CONTEXT` frames with a block on each side, so
+    every check sees the neighbours it sees in the whole file. The file's pixels are read
+    once.
+
+    Parameters
+    ----------
+    reader : FrameReader
+    nominal_clock, previous, exposure_ns
+        As for :func:`decode_reader` (the file is a sequence of its own).
+    chunk_frames : int
+        Frames per chunk (at least 1).
+    frames : int, optional
+        Decode only the file's first ``frames`` frames, as if it held no more (a file still
+        being written, decoded as it was when it was looked at). Readers that cannot read a
+        range of frames ignore it.
+
+    Examples
+    --------
+    >>> from qhytime.readers import open_frames
+    >>> with open_frames("tests/data/video16.ser") as reader:
+    ...     chunks = list(decode_chunks(reader, chunk_frames=10))
+    ...     whole = decode_reader(reader)
+    >>> [(c.first_frame, len(c)) for c in chunks]
+    [(0, 10), (10, 10), (20, 5)]
+    >>> [r for c in chunks for r in c.reasons] == list(whole.reasons)
+    True
+    """
+    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
+        raise ValueError(f"chunk_frames = {chunk_frames!r}: give a whole number of frames >= 1")
+    n = len(reader) if frames is None else max(0, min(int(frames), len(reader)))
+    kw: dict[str, Any] = {"nominal_clock": nominal_clock, "previous": previous,
+                          "exposure_ns": exposure_ns}  # fmt: skip
+    if not reader.ranged_blocks or (n <= chunk_frames and n == len(reader)):
+        yield decode_reader(reader, **kw)
+        return
+    with tempfile.TemporaryFile(prefix="qhytime-blocks-") as spill:
+        plan = _ChunkPlan(reader, chunk_frames, spill, n)
+        for c in plan.chunks:
+            scan = reader.scan_blocks(c.a, c.b, main=plan.spilled(c.a, c.b))
+            window = _decode_scan(reader, scan, nominal_clock=nominal_clock,
+                                  previous=previous if c.file_first else None,
+                                  exposure_ns=exposure_ns, anchors=plan.anchors(c))  # fmt: skip
+            yield _slice_decoded(window, c.lo - c.a, c.hi - c.a, c.lo)
+
+
+def _slice_decoded(d: DecodedFile, lo: int, hi: int, first_frame: int) -> DecodedFile:
+    """Frames ``lo..hi-1`` of ``d``, as frames ``first_frame..`` of the file."""
+    sc = d.scan
+    sl = slice(lo, hi)
+    scan = BlockScan(
+        blocks=GpsBlockArray._of({k: v[sl] for k, v in sc.blocks._fields.items()}),
+        present=sc.present[sl], why_absent=sc.why_absent[sl], origin=sc.origin[sl],
+        flipped=sc.flipped[sl],
+    )  # fmt: skip
+    return DecodedFile(
+        path=d.path, scan=scan,
+        unix_ns={k: v[sl] for k, v in d.unix_ns.items()},
+        unix_ns_nominal={k: v[sl] for k, v in d.unix_ns_nominal.items()},
+        reasons=d.reasons[sl], truncation=d.truncation, nominal_clock=d.nominal_clock,
+        first_frame=first_frame,
+    )  # fmt: skip
+
+
+@dataclass
+class _Chunk:
+    """Frames ``lo..hi-1`` of a file, read as the window ``a..b-1`` (with context)."""
+
+    lo: int
+    hi: int
+    a: int = 0
+    b: int = 0
+    run: int = 0  # run of the window's first frame with a block
+    x0: int = 0  # its signed sequence steps from that run's first frame
+    file_first: bool = True  # it is the file's first frame with a block
+    need_after: int = _CONTEXT
+
+
+@dataclass
+class _Run:
+    """A run of the sequence as the first pass of :func:`decode_chunks` sees it."""
+
+    end0: int
+    lon0_raw: int
+    values: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    counts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def add(self, ratios: NDArray[np.float64]) -> None:
+        """Count ``ratios`` (end-stamp step per sequence step) in the run's multiset."""
+        if not ratios.size:
+            return
+        v_new, c_new = np.unique(ratios, return_counts=True)
+        v, inv = np.unique(np.concatenate([self.values, v_new]), return_inverse=True)
+        c = np.zeros(v.size, dtype=np.int64)
+        np.add.at(c, inv.reshape(-1), np.concatenate([self.counts, c_new]))
+        self.values, self.counts = v, c
+
+    def period(self) -> float | None:
+        """The median of the ratios counted, exactly as :func:`numpy.median` of them all."""
+        m = int(self.counts.sum())
+        if m == 0:
+            return None
+        cum = np.cumsum(self.counts)
+        upper = self.values[int(np.searchsorted(cum, m // 2, side="right"))]
+        if m % 2:
+            return float(upper)
+        lower = self.values[int(np.searchsorted(cum, m // 2 - 1, side="right"))]
+        return float(np.mean(np.array([lower, upper])))
+
+
+class _ChunkPlan:
+    """The first pass of :func:`decode_chunks`: every block read once, chunk by chunk, for
+    the runs' anchors and each chunk's window."""
+
+    def __init__(
+        self, reader: FrameReader, chunk_frames: int, spill: IO[bytes], n: int
+    ) -> None:
+        self._spill = spill
+        self._raw = reader.pixel_block_problem() is None
+        top_down = reader.stored_top_down
+        self.chunks = [_Chunk(lo, min(lo + chunk_frames, n)) for lo in range(0, n, chunk_frames)]
+        self.runs: list[_Run] = []
+        tail: deque[tuple[int, int, int]] = deque(maxlen=_CONTEXT)  # (frame, run, x)
+        waiting: deque[_Chunk] = deque()  # chunks still short of context after them
+        seen = 0  # frames with a block so far
+        last: tuple[int, int, int, int, int, int] | None = None  # seq, w, h, run, x, end
+        for c in self.chunks:
+            c.a, c.b = c.lo, n
+            if tail:
+                c.a, c.run, c.x0 = tail[0]
+                c.file_first = seen <= _CONTEXT
+            main = None
+            if self._raw:
+                main = np.ascontiguousarray(
+                    reader.block_bytes_range(c.lo, c.hi, last_row=top_down), dtype=np.uint8
+                )
+                spill.write(main.tobytes())
+            scan = reader.scan_blocks(c.lo, c.hi, main=main)
+            idx = np.flatnonzero(scan.present)
+            frames = idx + c.lo
+            for wc in waiting:  # these frames are context after the chunks waiting
+                take = min(wc.need_after, frames.size)
+                if take:
+                    wc.need_after -= take
+                    if wc.need_after == 0:
+                        wc.b = int(frames[take - 1]) + 1
+            while waiting and waiting[0].need_after == 0:
+                waiting.popleft()
+            waiting.append(c)
+            if not idx.size:
+                continue
+            sub = scan.blocks.take(idx)
+            seq, w, h = sub.sequence, sub.width, sub.height
+            end = stamp_unix_ns_pairs([sub.stamp_columns("end")[1:]], sub.pps_count)[0][0]
+            m = idx.size
+            if last is None:  # the file's first frame with a block starts run 0
+                brk = np.concatenate([[True], (w[1:] != w[:-1]) | (h[1:] != h[:-1])])
+                steps = np.concatenate([[0], signed_steps(seq)])
+                run = np.cumsum(brk) - 1
+                carry_x = 0
+            else:
+                brk = (np.concatenate([[last[1]], w[:-1]]) != w) | (
+                    np.concatenate([[last[2]], h[:-1]]) != h
+                )
+                steps = signed_steps(np.concatenate([[last[0]], seq]))
+                run = last[3] + np.cumsum(brk)
+                carry_x = 0 if brk[0] else last[4]
+            for k in np.flatnonzero(brk):
+                self.runs.append(_Run(int(end[k]), int(sub.longitude_raw[k])))
+            # x: signed sequence steps from the run's first frame
+            inc = np.where(brk, 0, steps)
+            inc[0] += carry_x
+            cum = np.cumsum(inc)
+            base = np.maximum.accumulate(np.where(brk, np.arange(m), -1))
+            x = cum - np.where(base >= 0, cum[np.maximum(base, 0)], 0)
+            # cadence ratios of the forward steps within a run, t from the run's end0
+            end0 = np.array([self.runs[r].end0 for r in run.tolist()], dtype=np.int64)
+            t = (end - end0).astype(np.float64)
+            t_prev = np.empty(m, dtype=np.float64)
+            t_prev[1:] = t[:-1]
+            t_prev[0] = float(last[5] - end0[0]) if last is not None and not brk[0] else np.nan
+            fwd = ~brk & (steps >= 1)
+            if fwd.any():
+                ratios = (t - t_prev)[fwd] / steps[fwd]
+                runs_fwd = run[fwd]
+                for r in np.unique(runs_fwd).tolist():
+                    self.runs[r].add(ratios[runs_fwd == r])
+            for item in zip(frames[-_CONTEXT:].tolist(), run[-_CONTEXT:].tolist(),
+                            x[-_CONTEXT:].tolist(), strict=True):  # fmt: skip
+                tail.append(item)
+            seen += m
+            last = (int(seq[-1]), int(w[-1]), int(h[-1]), int(run[-1]), int(x[-1]), int(end[-1]))
+        self._periods = [r.period() for r in self.runs]
+
+    def spilled(self, a: int, b: int) -> NDArray[np.uint8] | None:
+        """The block bytes of frames ``a..b-1`` the first pass read (None: the file's pixels
+        hold none)."""
+        if not self._raw:
+            return None
+        self._spill.seek(a * BLOCK_SIZE)
+        data = self._spill.read((b - a) * BLOCK_SIZE)
+        if len(data) != (b - a) * BLOCK_SIZE:
+            raise FrameReadError("the temporary copy of the block bytes is short (disk full?)")
+        return np.frombuffer(data, dtype=np.uint8).reshape(b - a, BLOCK_SIZE)
+
+    def anchors(self, c: _Chunk) -> list[RunAnchor]:
+        """Anchors of the runs of chunk ``c``'s window, from its first frame with a block on."""
+        return [
+            RunAnchor(run.end0, c.x0 if r == c.run else 0, run.lon0_raw, self._periods[r])
+            for r, run in enumerate(self.runs[c.run : c.run + c.b - c.a], c.run)
+        ]
+
+
 def decode_file(path: str | os.PathLike[str], *, nominal_clock: bool = False) -> DecodedFile:
     """Open and decode one FITS or SER file.
 
@@ -373,6 +637,7 @@ def decode_series(
     nominal_clock: bool = False,
     exposure_ns: int | None = None,
     executor: Executor | None = None,
+    chunk_frames: int | None = None,
 ) -> Iterator[SeriesFile]:
     """Decode a set of files, one :class:`SeriesFile` per file, with the reasons that only the
     file's sequence can give.
@@ -393,6 +658,10 @@ def decode_series(
         Where each file is decoded (:func:`decode_one`, a pure function of the file): in
         this process by default, or on a dask cluster. The checks across files run here, in
         the order given, on results that come back in that order: the output is the same.
+    chunk_frames : int, optional
+        Decode a multi-frame file longer than this in chunks (:func:`decode_chunks`), one
+        item per chunk (its ``decoded.first_frame`` says where it starts), so memory stays
+        bounded; by default each file is one item. Not with an ``executor``.
 
     Examples
     --------
@@ -409,7 +678,8 @@ def decode_series(
     work = partial(decode_one, nominal_clock=nominal_clock, exposure_ns=exposure_ns)
     names = expand_paths(paths)
     if executor is None:  # here: one-frame FITS files in batches, the same items (_decode_stream)
-        done = _decode_stream(names, nominal_clock=nominal_clock, exposure_ns=exposure_ns)
+        done = _decode_stream(names, nominal_clock=nominal_clock, exposure_ns=exposure_ns,
+                              chunk_frames=chunk_frames)  # fmt: skip
     else:
         done = executor.map(work, names, on_error=lost)
     series = _FitsSeries()
@@ -480,12 +750,37 @@ def _decode_open(
     return SeriesFile(path=name, decoded=decoded, exposure=exposure, records=tail), single
 
 
+def _decode_open_chunks(
+    name: str, reader: FrameReader, nominal_clock: bool, exposure_ns: int | None,
+    chunk_frames: int,
+) -> Iterator[SeriesFile]:  # fmt: skip
+    """:func:`_decode_open` of a long multi-frame file as one item per chunk
+    (:func:`decode_chunks`); the file's tail records (truncation) follow the last chunk, and
+    a failure part-way is an ``error`` record after the frames reported."""
+    exposure = reader.exposure_ns if reader.exposure_ns is not None else exposure_ns
+    chunks = decode_chunks(reader, nominal_clock=nominal_clock, exposure_ns=exposure,
+                           chunk_frames=chunk_frames)  # fmt: skip
+    try:
+        for chunk in chunks:
+            yield SeriesFile(path=name, decoded=chunk, exposure=exposure, records=[])
+    except Exception as exc:  # one bad file never ends the batch
+        yield _error(name, _why(exc, name))
+        return
+    if reader.truncation is not None:
+        t = reader.truncation
+        rec = DecodedFrame(file=name, frame=t.complete_frames, status=STATUS_ERROR,
+                           reasons=[t.reason])  # fmt: skip
+        yield SeriesFile(path=name, decoded=None, exposure=exposure, records=[rec])
+
+
 def _decode_stream(
-    names: Iterable[str], *, nominal_clock: bool = False, exposure_ns: int | None = None
-) -> Iterator[tuple[SeriesFile, bool]]:
+    names: Iterable[str], *, nominal_clock: bool = False, exposure_ns: int | None = None,
+    chunk_frames: int | None = None,
+) -> Iterator[tuple[SeriesFile, bool]]:  # fmt: skip
     """:func:`decode_one` of each file in turn, the same items in the same order, with one-frame
     FITS files decoded in batches (:class:`_OneFrameBatch`): numpy's fixed cost is paid once
-    per batch instead of once per file."""
+    per batch instead of once per file. With ``chunk_frames``, a longer multi-frame file is
+    decoded chunk by chunk (:func:`decode_chunks`), one item per chunk."""
     batch = _OneFrameBatch(nominal_clock, exposure_ns)
     for name in names:
         if os.path.isdir(name):
@@ -500,6 +795,17 @@ def _decode_stream(
                     if batch.take(name, reader):
                         if batch.full:
                             yield from batch.flush()
+                        continue
+                    if (
+                        chunk_frames is not None
+                        and reader.ranged_blocks
+                        and len(reader) > chunk_frames
+                        and reader.declared_frames > 1
+                    ):
+                        yield from batch.flush()
+                        for part in _decode_open_chunks(name, reader, nominal_clock,
+                                                        exposure_ns, chunk_frames):  # fmt: skip
+                            yield part, False
                         continue
                     item = _decode_open(name, reader, nominal_clock, exposure_ns)
         yield from batch.flush()
@@ -620,6 +926,7 @@ def decode_paths(
     *,
     nominal_clock: bool = False,
     executor: Executor | None = None,
+    chunk_frames: int | None = DECODE_CHUNK_FRAMES,
 ) -> Iterator[DecodedFrame]:
     """Decode a set of files frame by frame, never stopping on a bad one.
 
@@ -629,6 +936,9 @@ def decode_paths(
     checked against their sequence: the frames of a multi-frame file, or single-frame FITS
     files in the order given (see the module notes and :func:`decode_series`). With an
     ``executor`` (:mod:`qhytime.cluster`) the files are decoded there, with the same output.
+    Here, a multi-frame file longer than ``chunk_frames`` is decoded chunk by chunk
+    (:func:`decode_chunks`: the same records, memory bounded whatever the file's length;
+    None decodes each file whole).
 
     Examples
     --------
@@ -637,7 +947,9 @@ def decode_paths(
     >>> [(r.frame, r.status) for r in decode_paths(["tests/data/video16.ser"] * 2)][24:26]
     [(24, 'ok'), (0, 'ok')]
     """
-    for item in decode_series(paths, nominal_clock=nominal_clock, executor=executor):
+    chunks = None if executor is not None else chunk_frames
+    for item in decode_series(paths, nominal_clock=nominal_clock, executor=executor,
+                              chunk_frames=chunks):  # fmt: skip
         yield from item.emit()
 
 

@@ -84,7 +84,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -822,12 +822,38 @@ def consistency_reasons(
     return out.dense(len(blocks))
 
 
+class RunAnchor(NamedTuple):
+    """What the checks of a run take from the whole run when they see only part of it (a
+    chunk of a long file, :func:`qhytime.decode.decode_chunks`): with these, the part's
+    frames get exactly the reasons they get when the whole run is checked.
+
+    Attributes
+    ----------
+    end0 : int
+        End stamp (ns) of the run's first frame: the origin of the cadence fit.
+    x0 : int
+        Signed sequence steps from the run's first frame to the part's first frame.
+    lon0_raw : int
+        Raw longitude digits of the run's first frame (longitudes are compared relative to
+        it, across the date line).
+    period : float or None
+        The run's cadence: median end-stamp step per sequence step over its forward steps
+        (None when it has none).
+    """
+
+    end0: int
+    x0: int
+    lon0_raw: int
+    period: float | None
+
+
 def _consistency_reasons(
     blocks: GpsBlockArray,
     unix_ns: dict[str, NDArray[np.int64]],
     exposure_ns: Any = None,
     *,
     regular: bool = True,
+    anchors: Sequence[RunAnchor] | None = None,
 ) -> Sparse:
     n = len(blocks)
     out = Sparse()
@@ -836,10 +862,26 @@ def _consistency_reasons(
     runs = run_ids(blocks.sequence, blocks.width, blocks.height)
     cuts = np.flatnonzero(np.diff(runs)) + 1
     exp = _exposure_array(exposure_ns, n)
-    for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [n]]), strict=True):
+    starts, stops = np.concatenate([[0], cuts]), np.concatenate([cuts, [n]])
+    for j, (a, b) in enumerate(zip(starts, stops, strict=True)):
         if b - a >= 2:
-            _run_reasons(blocks, unix_ns, exp, int(a), int(b), regular, out)
+            anchor = None if anchors is None else anchors[j]
+            _run_reasons(blocks, unix_ns, exp, int(a), int(b), regular, out, anchor)
     return out
+
+
+def signed_steps(seq: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Sequence-number steps between consecutive frames, signed: the counter wraps at
+    2**32, and a damaged number jumps out and back.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> signed_steps(np.array([4294967295, 0, 7, 1], dtype=np.int64)).tolist()
+    [1, 7, -6]
+    """
+    s = np.asarray(seq, dtype=np.int64)
+    return (s[1:] - s[:-1] + _SEQ_MOD // 2) % _SEQ_MOD - _SEQ_MOD // 2
 
 
 def _run_reasons(
@@ -850,11 +892,13 @@ def _run_reasons(
     b: int,
     regular: bool,
     out: Sparse,
+    anchor: RunAnchor | None = None,
 ) -> None:
     seq = blocks.sequence[a:b]
     # signed steps (the counter wraps at 2**32): a damaged number jumps out and back
-    dx = (seq[1:] - seq[:-1] + _SEQ_MOD // 2) % _SEQ_MOD - _SEQ_MOD // 2
-    x = np.concatenate([[0], np.cumsum(dx)]).astype(np.float64)
+    dx = signed_steps(seq)
+    x0 = 0 if anchor is None else anchor.x0
+    x = (x0 + np.concatenate([[0], np.cumsum(dx)])).astype(np.float64)
     start, end, now = (np.asarray(unix_ns[s][a:b], dtype=np.int64) for s in STAMP_NAMES)
     span = end - start
     e = exp[a:b]
@@ -888,10 +932,13 @@ def _run_reasons(
     ))  # fmt: skip
 
     lat_raw, lon_raw = blocks.latitude_raw[a:b], blocks.longitude_raw[a:b]
-    if not (_within(lat_raw, 10**7, _LAT_STEADY_RAW) and _within(lon_raw, 10**6, _LON_STEADY_RAW)):
+    lon0_raw = int(lon_raw[0]) if anchor is None else anchor.lon0_raw
+    lon_all = lon_raw if anchor is None else np.append(lon_raw, lon0_raw)
+    if not (_within(lat_raw, 10**7, _LAT_STEADY_RAW) and _within(lon_all, 10**6, _LON_STEADY_RAW)):
         lat = np.asarray(latitude_deg_from_raw(lat_raw), dtype=np.float64)
         lon = np.asarray(longitude_deg_from_raw(lon_raw), dtype=np.float64)
-        lon_rel = (lon - lon[0] + 180.0) % 360.0 - 180.0  # across the date line
+        lon0 = float(longitude_deg_from_raw(np.array([lon0_raw], dtype=np.int64))[0])
+        lon_rel = (lon - lon0 + 180.0) % 360.0 - 180.0  # across the date line
         dlat = np.abs(_deviation(lat, POSITION_STEADY_DEG))
         dlon = np.abs(_deviation(lon_rel, POSITION_STEADY_DEG))
         note((dlat > POSITION_STEADY_DEG) | (dlon > POSITION_STEADY_DEG), lambda k: (
@@ -900,12 +947,16 @@ def _run_reasons(
             f"{POSITION_STEADY_DEG} deg): the block is damaged"
         ))  # fmt: skip
 
-    t = (end - end[0]).astype(np.float64)
+    end0 = int(end[0]) if anchor is None else anchor.end0
+    t = (end - end0).astype(np.float64)
     dt = np.diff(t)
     fwd = dx >= 1
     suspect = jump_d | jump_ne
-    if regular and fwd.any():
-        period = float(np.median(dt[fwd] / dx[fwd]))
+    if anchor is None:
+        period = float(np.median(dt[fwd] / dx[fwd])) if fwd.any() else None
+    else:
+        period = anchor.period
+    if regular and period is not None:
         tol = max(CADENCE_MIN_TOL_NS, abs(period) / 2)
         resid = t - x * period
         r = _deviation(resid, tol)

@@ -74,6 +74,11 @@ class ArrayReader(FrameReader):
     def block_bytes(self, *, last_row: bool = False) -> NDArray[np.uint8]:
         return block_bytes_from_rows(self._arr[:, -1 if last_row else 0, :])
 
+    ranged_blocks = True
+
+    def block_bytes_range(self, lo: int, hi: int, *, last_row: bool = False) -> NDArray[np.uint8]:
+        return block_bytes_from_rows(self._arr[lo:hi, -1 if last_row else 0, :])
+
     def image(self, index: int) -> NDArray[Any]:
         return self._arr[self._check_index(index)]
 

@@ -258,26 +258,60 @@ class FrameReader(ABC):
         """Blocks rebuilt from header keywords, per frame (None where there are none)."""
         return [None] * len(self)
 
+    ranged_blocks: bool = False
+    """True when :meth:`block_bytes_range` reads only the frames asked for (SER and array
+    readers): a long file can then be decoded in chunks (:func:`qhytime.decode.decode_chunks`)."""
+
+    def block_bytes_range(self, lo: int, hi: int, *, last_row: bool = False) -> NDArray[np.uint8]:
+        """The block bytes of frames ``lo..hi-1``, ``(hi - lo, 44)`` (by default a slice of
+        :meth:`block_bytes`; readers with random access read only those frames)."""
+        return self.block_bytes(last_row=last_row)[lo:hi]
+
+    def _keyword_blocks_range(self, lo: int, hi: int) -> list[tuple[GpsBlock, str] | None]:
+        if type(self).keyword_blocks is FrameReader.keyword_blocks:
+            return [None] * (hi - lo)  # no header keywords: no list of the whole file
+        return self.keyword_blocks()[lo:hi]
+
     # -- shared behaviour ---------------------------------------------------------------
-    def scan_blocks(self) -> BlockScan:
-        """Find the GPS block of every complete frame in one pass over the block bytes.
+    def scan_blocks(
+        self, lo: int = 0, hi: int | None = None, *, main: NDArray[np.uint8] | None = None
+    ) -> BlockScan:
+        """Find the GPS block of every complete frame (of frames ``lo..hi-1`` when given) in
+        one pass over the block bytes.
 
         The block is looked for in the row the file's row order says; frames without it
         there are tried in the other end row (a software flip), then in header keywords.
+        Each frame's result depends on that frame alone: a range gives the same as the
+        whole file's scan sliced. ``main``, when given, is the block bytes of those frames'
+        row the file's order says (read before: :meth:`block_bytes_range` with
+        ``last_row=self.stored_top_down``), used instead of reading them again.
         """
+        n_all = len(self)
+        whole = lo == 0 and (hi is None or hi >= n_all)
+        hi = n_all if hi is None else min(int(hi), n_all)
+        lo = max(0, min(int(lo), hi))
+
+        def raw(last_row: bool) -> NDArray[np.uint8]:
+            if main is not None and last_row == self.stored_top_down:
+                return main
+            if whole:
+                return self.block_bytes(last_row=last_row)
+            return self.block_bytes_range(lo, hi, last_row=last_row)
+
         top_down = self.stored_top_down
         problem = self.pixel_block_problem()
+        m = hi - lo
         if problem is None:
-            blocks = GpsBlockArray.from_bytes(self.block_bytes(last_row=top_down))
+            blocks = GpsBlockArray.from_bytes(raw(top_down))
             present, why = block_presence(blocks, self.width, self.height)
         else:
-            blocks = GpsBlockArray.from_bytes(np.zeros((len(self), BLOCK_SIZE), dtype=np.uint8))
-            present, why = np.zeros(len(self), dtype=bool), [problem] * len(self)
+            blocks = GpsBlockArray.from_bytes(np.zeros((m, BLOCK_SIZE), dtype=np.uint8))
+            present, why = np.zeros(m, dtype=bool), [problem] * m
         n = len(blocks)
         flipped = np.full(n, top_down, dtype=bool)
         origin = ["pixels:last row" if top_down else "pixels"] * n
         if n and problem is None and not present.all():
-            other = GpsBlockArray.from_bytes(self.block_bytes(last_row=not top_down))
+            other = GpsBlockArray.from_bytes(raw(not top_down))
             o_present, _ = block_presence(other, self.width, self.height)
             use = o_present & ~present
             if use.any():
@@ -292,7 +326,7 @@ class FrameReader(ABC):
                     why[i] = None
                 present = present | use
         if n and not present.all():
-            kw = self.keyword_blocks()
+            kw = self.keyword_blocks() if whole else self._keyword_blocks_range(lo, hi)
             missing = np.flatnonzero(~present)
             found = [i for i in missing if kw[i] is not None]
             if found:

@@ -37,7 +37,7 @@ from qhytime.validity import block_presence
 
 SER_MAGIC = b"LUCAM-RECORDER"
 HEADER_SIZE = 178
-GATHER_FRAMES = 4096
+GATHER_FRAMES = 1024
 """Frames whose block bytes are gathered at a time (and their pages then given back)."""
 DOTNET_UNIX_EPOCH_TICKS = 621_355_968_000_000_000
 """.NET ticks (100 ns since 0001-01-01) of 1970-01-01T00:00:00."""
@@ -216,9 +216,8 @@ class SerReader(FrameReader):
             if self._n > 0 else np.zeros((0, self.frame_bytes), dtype=np.uint8)
         )  # fmt: skip
         self._trailer: NDArray[np.int64] | None = None
-        if self.has_trailer:
-            fh.seek(trailer_at)
-            self._trailer = np.fromfile(fh, dtype="<i8", count=count)
+        if self.has_trailer:  # mapped, not read: a long file's trailer is read where used
+            self._trailer = np.memmap(fh, dtype="<i8", mode="r", offset=trailer_at, shape=(count,))
 
     # -- header and structure ----------------------------------------------------------
     def _check_header(self, w: int, h: int, depth: int, count: int) -> None:
@@ -307,36 +306,39 @@ class SerReader(FrameReader):
         mapping is advised random access: the kernel reads the page each block lies in, not
         the ~128 KiB around it (a 100,000-frame file read cold: 0.4 GB instead of ~20 GB).
         """
+        return self.block_bytes_range(0, self._n, last_row=last_row)
+
+    ranged_blocks = True
+
+    def block_bytes_range(self, lo: int, hi: int, *, last_row: bool = False) -> NDArray[np.uint8]:
+        """The block bytes of frames ``lo..hi-1`` (gathered as :meth:`block_bytes` does)."""
+        lo, hi = max(0, int(lo)), min(int(hi), self._n)
         start = 0
         if last_row:
             row_bytes = self._width * self.planes * self.bytes_per_sample
             start = self.frame_bytes - row_bytes
-        out = np.empty((self._n, BLOCK_SIZE), dtype=np.uint8)
-        self._advise("MADV_RANDOM")  # one page per frame is read, not the kernel's read-around
+        out = np.empty((max(hi - lo, 0), BLOCK_SIZE), dtype=np.uint8)
+        self._advise("MADV_RANDOM", lo, hi)  # one page per frame, not the kernel's read-around
         try:
-            for lo in range(0, self._n, GATHER_FRAMES):
-                hi = min(lo + GATHER_FRAMES, self._n)
-                out[lo:hi] = self._data[lo:hi, start : start + BLOCK_SIZE]
-                self._release(lo, hi)
+            for a in range(lo, hi, GATHER_FRAMES):
+                b = min(a + GATHER_FRAMES, hi)
+                out[a - lo : b - lo] = self._data[a:b, start : start + BLOCK_SIZE]
+                self._advise("MADV_DONTNEED", a, b)
         finally:
-            self._advise("MADV_NORMAL")  # images are read whole: read-around helps them
+            self._advise("MADV_NORMAL", lo, hi)  # images are read whole: read-around helps them
         if self.bytes_per_sample == 2 and not self.little_endian:
             return _swap_pairs(out)
         return out
 
-    def _advise(self, name: str) -> None:
-        """``madvise`` the whole mapping (where the system has that advice)."""
+    def _advise(self, name: str, lo: int, hi: int) -> None:
+        """``madvise`` the pages of frames ``lo..hi-1`` (where the system has that advice).
+
+        ``MADV_DONTNEED`` gives back the pages this process mapped (read-only file pages:
+        they are read again from the page cache if touched again).
+        """
         mm = getattr(self._data, "_mmap", None)
         advice = getattr(mmap, name, None)
-        if mm is not None and advice is not None:
-            with contextlib.suppress(OSError, ValueError):
-                mm.madvise(advice)
-
-    def _release(self, lo: int, hi: int) -> None:
-        """Give back the pages of frames ``lo..hi-1`` this process mapped (read-only file
-        pages: they are read again from the page cache if touched again)."""
-        mm = getattr(self._data, "_mmap", None)
-        if mm is None or not hasattr(mmap, "MADV_DONTNEED"):
+        if mm is None or advice is None:
             return
         # numpy maps from the offset rounded down to the allocation granularity
         base = HEADER_SIZE % mmap.ALLOCATIONGRANULARITY
@@ -345,7 +347,7 @@ class SerReader(FrameReader):
         last = min(base + hi * self.frame_bytes, len(mm))
         if last > first:
             with contextlib.suppress(OSError, ValueError):
-                mm.madvise(mmap.MADV_DONTNEED, first, last - first)
+                mm.madvise(advice, first, last - first)
 
     def image(self, index: int) -> NDArray[Any]:
         """Frame ``index`` as a read-only array ``(H, W)`` or ``(H, W, 3)`` for colour."""
@@ -361,7 +363,14 @@ class SerReader(FrameReader):
         """Per-frame UTC times from the trailer (PC clock, 100 ns steps), or None."""
         if self._trailer is None:
             return None
-        return dotnet_ticks_to_unix_ns(self._trailer[: self._n])
+        return dotnet_ticks_to_unix_ns(np.array(self._trailer[: self._n]))
+
+    def timestamps_unix_ns_range(self, lo: int, hi: int) -> NDArray[np.int64] | None:
+        """:attr:`timestamps_unix_ns` of frames ``lo..hi-1`` only (None without a trailer)."""
+        if self._trailer is None:
+            return None
+        lo, hi = max(0, int(lo)), min(int(hi), self._n)
+        return dotnet_ticks_to_unix_ns(np.array(self._trailer[lo:hi]))
 
     def metadata(self, index: int) -> dict[str, Any]:
         i = self._check_index(index)
@@ -375,9 +384,9 @@ class SerReader(FrameReader):
             "instrument": self.instrument,
             "telescope": self.telescope,
         }
-        stamps = self.timestamps_unix_ns
+        stamps = self.timestamps_unix_ns_range(i, i + 1)
         if stamps is not None:
-            out["trailer_unix_ns"] = int(stamps[i])
+            out["trailer_unix_ns"] = int(stamps[0])
         return out
 
     def close(self) -> None:
