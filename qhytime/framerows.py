@@ -57,18 +57,32 @@ def _warn_if_now_wanders(decoded: DecodedFile, reference: str, path: str) -> Non
     if ok.sum() < 3:
         return
     delay = (decoded.unix_ns["now"] - decoded.unix_ns["end"])[ok]
-    spread = int(delay.max() - delay.min())
-    if spread > NOW_SPREAD_WARN_NS:
-        warnings.warn(
-            ReferenceStampWarning(
-                f"{path}: the calibration measures offset0 from the now stamp, which follows the "
-                f"end stamp by {delay.min() / 1e6:.3f}..{delay.max() / 1e6:.3f} ms in this file "
-                "(it varies from frame to frame): the row times carry that variation, and a "
-                "damaged now stamp cannot be caught below ~10 ms. For sub-millisecond work, "
-                "calibrate from the end stamp (qhytime ledcal --reference end)"
-            ),
-            stacklevel=3,
-        )
+    text = now_wander_text(int(delay.min()), int(delay.max()), path)
+    if text is not None:
+        warnings.warn(ReferenceStampWarning(text), stacklevel=3)
+
+
+def now_wander_text(delay_min_ns: int, delay_max_ns: int, path: str) -> str | None:
+    """The :class:`ReferenceStampWarning` text for a file whose good frames' now stamps follow
+    their end stamps by ``delay_min_ns..delay_max_ns``, or None when they spread by at most
+    :data:`NOW_SPREAD_WARN_NS`.
+
+    Examples
+    --------
+    >>> now_wander_text(1_000_000, 1_500_000, "a.ser") is None
+    True
+    >>> now_wander_text(60_000, 5_000_000, "a.ser")[:60]
+    'a.ser: the calibration measures offset0 from the now stamp, '
+    """
+    if delay_max_ns - delay_min_ns <= NOW_SPREAD_WARN_NS:
+        return None
+    return (
+        f"{path}: the calibration measures offset0 from the now stamp, which follows the "
+        f"end stamp by {delay_min_ns / 1e6:.3f}..{delay_max_ns / 1e6:.3f} ms in this file "
+        "(it varies from frame to frame): the row times carry that variation, and a "
+        "damaged now stamp cannot be caught below ~10 ms. For sub-millisecond work, "
+        "calibrate from the end stamp (qhytime ledcal --reference end)"
+    )
 
 
 def _int_key(meta: Mapping[str, Any], *keys: str) -> int | None:

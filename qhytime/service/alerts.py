@@ -254,30 +254,137 @@ def _add(
                    raised_ns=now_ns))  # fmt: skip
 
 
-def file_alerts(index: FrameIndex, s: Session, file_id: int, rec: FileRecords, now_ns: int) -> int:
+class _Steps:
+    """Steps between consecutive frames as a multiset: each distinct end-stamp difference (ns)
+    with its count and the first frame it ends at (memory: one entry per distinct step,
+    not per frame)."""
+
+    def __init__(self) -> None:
+        self.values = np.zeros(0, dtype=np.int64)
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.first = np.zeros(0, dtype=np.int64)
+
+    def add(self, d: NDArray[np.int64], frames: NDArray[np.int64]) -> None:
+        if not d.size:
+            return
+        v, inv = np.unique(np.concatenate([self.values, d]), return_inverse=True)
+        inv = inv.reshape(-1)
+        counts = np.zeros(v.size, dtype=np.int64)
+        np.add.at(counts, inv, np.concatenate([self.counts, np.ones(d.size, dtype=np.int64)]))
+        first = np.full(v.size, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first, inv, np.concatenate([self.first, frames.astype(np.int64)]))
+        self.values, self.counts, self.first = v, counts, first
+
+    def median(self) -> float:
+        """What :func:`numpy.median` of all the steps gives."""
+        m = int(self.counts.sum())
+        cum = np.cumsum(self.counts)
+        upper = self.values[int(np.searchsorted(cum, m // 2, side="right"))]
+        if m % 2:
+            return float(np.median(np.array([upper])))
+        lower = self.values[int(np.searchsorted(cum, m // 2 - 1, side="right"))]
+        return float(np.median(np.array([lower, upper])))
+
+
+class FrameTally:
+    """What the alerts of a file's newly written frames need, gathered part by part (a long
+    file is written in chunks): the reasons' kinds with their counts and first frame, the
+    first and last frame with a block, and the multiset of good frame-to-frame steps (for
+    the cadence and the late frames, as :func:`late_frames` finds them)."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, list[Any]] = {}  # kind -> [count, frame, reason, t_ns]
+        self.first: tuple[int, int, int] | None = None  # (frame, sequence, end_ns)
+        self.last: tuple[int, int, int] | None = None
+        self.steps = _Steps()
+        self.frames = 0
+
+    def add(self, rec: FileRecords) -> None:
+        """Tally the frames ``rec`` holds (the next part of the file, in frame order)."""
+        c = rec.columns
+        n = len(rec)
+        self.frames += n
+        if n == 0:
+            return
+        for k, reasons in rec.reasons.items():  # only the frames that have reasons, in order
+            for r in reasons:
+                kind = _REASON_KIND.get(reason_code(r), "suspect_time")
+                entry = self.found.get(kind)
+                if entry is None:
+                    t = int(c["end_ns"][k]) if c["present"][k] else None
+                    self.found[kind] = [1, int(c["frame"][k]), r, t]
+                else:
+                    entry[0] += 1
+        pos = np.flatnonzero(c["present"])
+        if not pos.size:
+            return
+        frames = np.asarray(c["frame"][pos], dtype=np.int64)
+        seq = np.asarray(c["sequence"][pos], dtype=np.int64)
+        end = np.asarray(c["end_ns"][pos], dtype=np.int64)
+        if self.last is not None:
+            frames_all = frames
+            seq = np.concatenate([[self.last[1]], seq])
+            end = np.concatenate([[self.last[2]], end])
+        else:
+            self.first = (int(frames[0]), int(seq[0]), int(end[0]))
+            frames_all = frames[1:]
+        d = np.diff(end)
+        good = (np.diff(seq) % SEQ_MOD == 1) & (d > 0)
+        self.steps.add(d[good], frames_all[good])
+        self.last = (int(frames[-1]), int(seq[-1]), int(end[-1]))
+
+    def late(self, prev: Sequence[Any]) -> tuple[int, int | None, int | None, float | None]:
+        """Late frames after ``prev`` (frames already indexed, as :func:`late_frames` takes
+        them as context): ``(count, first late frame, its step in ns, cadence)``."""
+        both = _Steps()
+        both.values, both.counts, both.first = self.steps.values, self.steps.counts, self.steps.first
+        bridge: int | None = None  # the step from the last frame indexed to this file's first
+        if prev and self.first is not None:
+            p_seq = np.array([p[0] for p in prev] + [self.first[1]], dtype=np.int64)
+            p_end = np.array([p[1] for p in prev] + [self.first[2]], dtype=np.int64)
+            d = np.diff(p_end)
+            good = (np.diff(p_seq) % SEQ_MOD == 1) & (d > 0)
+            both.add(d[good], np.zeros(int(good.sum()), dtype=np.int64))
+            if good[-1]:
+                bridge = int(d[-1])
+        if int(both.counts.sum()) < 3:
+            return 0, None, None, None
+        cadence = both.median()
+        threshold = LATE_FACTOR * cadence
+        late = self.steps.values > threshold
+        count = int(self.steps.counts[late].sum())
+        bridge_late = bridge is not None and bool(np.array([bridge], dtype=np.int64) > threshold)
+        if bridge_late:
+            assert self.first is not None
+            return count + 1, self.first[0], bridge, cadence
+        if not late.any():
+            return count, None, None, cadence
+        j = int(np.argmin(np.where(late, self.steps.first, np.iinfo(np.int64).max)))
+        return count, int(self.steps.first[j]), int(self.steps.values[j]), cadence
+
+
+def file_alerts(
+    index: FrameIndex, s: Session, file_id: int, rec: FileRecords, now_ns: int,
+    tally: FrameTally | None = None,
+) -> int:  # fmt: skip
     """Raise the alerts of one file's newly written frames (inside its write transaction).
+
+    ``tally`` holds what the frames written say (:class:`FrameTally`, gathered as a long
+    file is written part by part); by default it is taken from ``rec``'s frames.
 
     Returns the number of alerts raised.
     """
-    n = len(rec)
-    if n == 0:
+    if tally is None:
+        tally = FrameTally()
+        tally.add(rec)
+    if tally.frames == 0:
         return 0
-    c = rec.columns
-    frames_idx = c["frame"]
-    present = c["present"]
-    # kind -> (count, first frame index, first reason)
-    found: dict[str, list[Any]] = {}
-    for k, reasons in rec.reasons.items():  # only the frames that have reasons, in order
-        for r in reasons:
-            kind = _REASON_KIND.get(reason_code(r), "suspect_time")
-            entry = found.setdefault(kind, [0, k, r])
-            entry[0] += 1
-    pos = np.flatnonzero(present)
+    found = {kind: list(v) for kind, v in tally.found.items()}
     setting = rec.setting_key
     live = setting is not None and "|live|" in setting
     raised = 0
-    if pos.size and setting is not None:
-        first_end = int(c["end_ns"][int(pos[0])])
+    if tally.first is not None and setting is not None:
+        first_end = tally.first[2]
         same = (IndexFile.host == rec.host, IndexFile.setting_key == setting,
                 IndexFrame.sequence.is_not(None), IndexFrame.end_ns.is_not(None))  # fmt: skip
         prev = s.execute(
@@ -287,29 +394,28 @@ def file_alerts(index: FrameIndex, s: Session, file_id: int, rec: FileRecords, n
                    ~((IndexFrame.file_id == file_id) & (IndexFrame.frame >= rec.start_frame)))
             .order_by(IndexFrame.end_ns.desc()).limit(8)
         ).all()[::-1]  # fmt: skip
-        seq_all = np.concatenate([[p[0] for p in prev], c["sequence"][pos]]).astype(np.int64)
-        end_all = np.concatenate([[p[1] for p in prev], c["end_ns"][pos]]).astype(np.int64)
-        late, cadence = late_frames(end_all, seq_all, len(prev))
+        count, late_frame, step_ns, cadence = tally.late(prev)
         if rec.start_frame == 0:
-            raised += _across_files(s, rec, file_id, same, prev, cadence, now_ns)
-        if live and late.size and cadence:
-            k = int(pos[late[0]])
-            d = float(end_all[len(prev) + late[0]] - end_all[len(prev) + late[0] - 1])
+            raised += _across_files(s, rec, file_id, same, prev, cadence, now_ns, tally)
+        if live and late_frame is not None and step_ns is not None and cadence:
             found["late_frame"] = [
-                int(late.size), k,
-                f"late_frame: {int(late.size)} frame(s) came more than {LATE_FACTOR} frame periods "
-                f"after the previous one (next sequence number); the first {d / cadence:.2f} "
-                f"periods of {cadence / 1e6:.3f} ms after it: the SDK's stale-frame behaviour",
+                count, late_frame,
+                f"late_frame: {count} frame(s) came more than {LATE_FACTOR} frame periods "
+                f"after the previous one (next sequence number); the first "
+                f"{float(step_ns) / cadence:.2f} periods of {cadence / 1e6:.3f} ms after it: the "
+                "SDK's stale-frame behaviour",
+                None,
             ]  # fmt: skip
     if found:
-        wanted = sorted({int(frames_idx[v[1]]) for v in found.values()})
+        wanted = sorted({int(v[1]) for v in found.values()})
         ids = dict(s.execute(
             select(IndexFrame.frame, IndexFrame.id)
             .where(IndexFrame.file_id == file_id, IndexFrame.frame.in_(wanted))
         ).all())  # fmt: skip
-        for kind, (count, k, reason) in found.items():
-            fr = int(frames_idx[k])
-            t = int(c["end_ns"][k]) if present[k] else None
+        for kind, (count, fr, reason, t) in found.items():
+            if kind == "late_frame":
+                t = s.scalar(select(IndexFrame.end_ns).where(IndexFrame.file_id == file_id,
+                                                             IndexFrame.frame == fr))  # fmt: skip
             _add(s, kind,
                  f"{rec.name}: {count} frame(s); first frame {fr}: {reason}",
                  source="index", now_ns=now_ns, file_id=file_id, frame_id=ids.get(fr),
@@ -321,31 +427,31 @@ def file_alerts(index: FrameIndex, s: Session, file_id: int, rec: FileRecords, n
 
 def _across_files(
     s: Session, rec: FileRecords, file_id: int, same: tuple[Any, ...], prev: Sequence[Any],
-    cadence: float | None, now_ns: int,
+    cadence: float | None, now_ns: int, tally: FrameTally,
 ) -> int:  # fmt: skip
     """Sequence steps between a newly indexed file and its neighbours in time (same host and
     setting, same capture run): from the frame before it, and to the frame after it, whose
     file's earlier cross-file alert is cleared and raised again only if still true (files may
     be indexed out of order)."""
-    c = rec.columns
-    pos = np.flatnonzero(c["present"])
-    first, last = int(pos[0]), int(pos[-1])
+    assert tally.first is not None and tally.last is not None
+    f_frame, f_seq, f_end = tally.first
+    l_seq, l_end = tally.last[1], tally.last[2]
     run_ns = max(RUN_GAP_S * NS_PER_S, 10 * (cadence or 0.0))
     raised = 0
-    if prev and int(c["end_ns"][first]) - int(prev[-1][1]) <= run_ns:
-        step = sequence_step_reason(int(prev[-1][0]), int(c["sequence"][first]))
+    if prev and f_end - int(prev[-1][1]) <= run_ns:
+        step = sequence_step_reason(int(prev[-1][0]), f_seq)
         if step is not None:
             fid = s.scalar(select(IndexFrame.id).where(IndexFrame.file_id == file_id,
-                                                       IndexFrame.frame == int(c["frame"][first])))  # fmt: skip
-            _add(s, step[0], f"{rec.name}: frame {int(c['frame'][first])}: {step[1]} (across "
+                                                       IndexFrame.frame == f_frame))  # fmt: skip
+            _add(s, step[0], f"{rec.name}: frame {f_frame}: {step[1]} (across "
                  "files)", source="sequence", now_ns=now_ns, file_id=file_id, frame_id=fid,
-                 frames=1, t_ns=int(c["end_ns"][first]))  # fmt: skip
+                 frames=1, t_ns=f_end)  # fmt: skip
             raised += 1
     nxt = s.execute(
         select(IndexFrame.sequence, IndexFrame.end_ns, IndexFrame.file_id, IndexFrame.id,
                IndexFrame.frame, IndexFile.name)
         .join(IndexFile, IndexFile.id == IndexFrame.file_id)
-        .where(*same, IndexFrame.end_ns > int(c["end_ns"][last]), IndexFrame.file_id != file_id)
+        .where(*same, IndexFrame.end_ns > l_end, IndexFrame.file_id != file_id)
         .order_by(IndexFrame.end_ns).limit(1)
     ).first()  # fmt: skip
     if nxt is not None:
@@ -355,8 +461,8 @@ def _across_files(
                    AlertRow.cleared_ns.is_(None))
             .values(cleared_ns=now_ns)
         )  # fmt: skip
-        if int(nxt[1]) - int(c["end_ns"][last]) <= run_ns:
-            step = sequence_step_reason(int(c["sequence"][last]), int(nxt[0]))
+        if int(nxt[1]) - l_end <= run_ns:
+            step = sequence_step_reason(l_seq, int(nxt[0]))
             if step is not None:
                 _add(s, step[0], f"{nxt[5]}: frame {nxt[4]}: {step[1]} (across files)",
                      source="sequence", now_ns=now_ns, file_id=int(nxt[2]),

@@ -86,6 +86,7 @@ from qhytime.validity import FrameReasons, own_time_trusted
 
 if TYPE_CHECKING:
     from qhytime.cluster import Executor
+    from qhytime.decode import DecodedFile
     from qhytime.readers import FrameReader
 
 FINGERPRINT_BYTES = 65_536
@@ -393,10 +394,30 @@ class FileRecords:
     reasons: FrameReasons = field(default_factory=FrameReasons)
     previous: tuple[int | None, int | None] | None = None
     """``(sequence, end_ns)`` of frame ``start_frame - 1`` as the file holds it now."""
+    stream: _Stream | None = field(default=None, repr=False, compare=False)
+    """Set when the frames are not held but read part by part as they are written
+    (:meth:`parts`): a long file, indexed here (not on a dask worker)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.reasons, FrameReasons):
             self.reasons = FrameReasons.from_lists(self.reasons)
+
+    def parts(self) -> Iterator[FileRecords]:
+        """The frames to write, in frame order, as records of a part of the file each: this
+        record itself when it holds them; else the file is read again chunk by chunk
+        (:func:`qhytime.decode.decode_chunks`, the same records as one decoding of the whole
+        file) and, once every part has been given, ``span_lo_ns``, ``span_hi_ns`` and
+        ``message`` are set from all the frames.
+
+        Raises
+        ------
+        _Changed
+            (streamed records) The file no longer holds what was planned: plan again.
+        """
+        if self.stream is None:
+            yield self
+        else:
+            yield from _stream_parts(self)
 
     def __len__(self) -> int:
         return len(self.reasons)
@@ -490,6 +511,7 @@ def file_records(
     exposure_ns: int | None = None,
     start_frame: int = 0,
     host: str | None = None,
+    stream: bool = False,
 ) -> FileRecords:
     """Decode one file and work out everything the index stores for it; writes nothing.
 
@@ -510,6 +532,11 @@ def file_records(
         Hold frames from this one on (the earlier ones are in the index already).
     host : str, optional
         Machine name stored with the path (default :func:`default_host`).
+    stream : bool
+        For a file longer than :data:`~qhytime.decode.DECODE_CHUNK_FRAMES` whose reader reads
+        ranges (SER), hold no frames: :meth:`FileRecords.parts` reads them again chunk by
+        chunk when they are written, so memory does not grow with the file's length. The
+        records then need the file where it is (not for dask workers).
 
     Returns
     -------
@@ -555,7 +582,7 @@ def file_records(
             return rec
         with reader:
             rec.kind = reader.kind if reader.kind in ("fits", "ser") else rec.kind
-            _fill_from_reader(rec, reader, store, fallback, exposure_ns, start_frame)
+            _fill_from_reader(rec, reader, store, fallback, exposure_ns, start_frame, stream)
     except (FrameReadError, RowModelError) as err:
         rec.status, rec.message = "error", str(err.reason)
         rec.columns, rec.reasons = {}, FrameReasons()
@@ -572,10 +599,15 @@ def file_records(
 
 def _fill_from_reader(
     rec: FileRecords, reader: FrameReader, store: CalibrationStore, fallback: bool,
-    exposure_ns: int | None, start_frame: int,
+    exposure_ns: int | None, start_frame: int, stream: bool = False,
 ) -> None:  # fmt: skip
-    from qhytime.decode import decode_reader
-    from qhytime.framerows import exposure_ns_from_metadata, file_timing, setting_from_reader
+    from qhytime.decode import DECODE_CHUNK_FRAMES, decode_reader
+    from qhytime.framerows import (
+        ReferenceStampWarning,
+        exposure_ns_from_metadata,
+        file_timing,
+        setting_from_reader,
+    )
 
     n = len(reader)
     rec.declared_frames = int(reader.declared_frames)
@@ -587,7 +619,8 @@ def _fill_from_reader(
             reader.truncation.reason if reader.truncation is not None else "no complete frame yet"
         )
         return
-    decoded = decode_reader(reader)
+    streaming = stream and reader.ranged_blocks and n > DECODE_CHUNK_FRAMES
+    decoded = _no_frames(reader.path) if streaming else decode_reader(reader)
     exp_file = exposure_ns_from_metadata(reader.metadata(0))
     exp = exp_file if exp_file is not None else exposure_ns
     notes: list[str] = []
@@ -600,7 +633,8 @@ def _fill_from_reader(
             warnings.simplefilter("always")
             ft = file_timing(reader, store=store, fallback=fallback, exposure_ns=exp,
                              decoded=decoded)  # fmt: skip
-        notes.extend(str(w.message) for w in caught)
+        notes.extend(str(w.message) for w in caught
+                     if not (streaming and isinstance(w.message, ReferenceStampWarning)))  # fmt: skip
         model = ft.model
         rec.crop_y, rec.binning = ft.crop_y, ft.binning
         if ft.lookup is not None:
@@ -611,34 +645,26 @@ def _fill_from_reader(
         notes.append(f"no calibration: {err.reason}")
     rec.exposure_ns = exp
     rec.message = "; ".join(notes)
+    tail: str | None = None
     if reader.truncation is not None or rec.declared_frames == 0:
         rec.status = "partial"
         if reader.truncation is not None:
-            rec.message = "; ".join([*notes, reader.truncation.reason])
+            tail = reader.truncation.reason
+            rec.message = "; ".join([*notes, tail])
     else:
         rec.status = "ok"
+    if streaming:
+        rec.stream = _Stream(model=model, notes=notes, tail=tail)
+        if 0 < start_frame <= n:
+            rec.previous = _frame_sequence_end(reader, start_frame - 1)
+        return
     scan = decoded.scan
-    blocks = scan.blocks
-    sl = slice(start_frame, n)
-    host_ns = getattr(reader, "timestamps_unix_ns", None)
-    rec.columns = {
-        "frame": np.arange(start_frame, n, dtype=np.int64),
-        "present": np.asarray(scan.present[sl], dtype=bool),
-        "sequence": np.asarray(blocks.sequence[sl], dtype=np.int64),
-        "start_ns": decoded.unix_ns["start"][sl],
-        "end_ns": decoded.unix_ns["end"][sl],
-        "now_ns": decoded.unix_ns["now"][sl],
-        "flipped": np.asarray(scan.flipped[sl], dtype=bool),
-        "pps_count": np.asarray(blocks.pps_count[sl], dtype=np.int64),
-        "latitude_deg": np.round(blocks.latitude_deg[sl], 9),
-        "longitude_deg": np.round(blocks.longitude_deg[sl], 9),
-        "host_ns": None if host_ns is None else np.asarray(host_ns[sl], dtype=np.int64),
-    }
-    rec.reasons = decoded.reasons[sl]
+    rec.columns = _frame_columns(decoded, reader, start_frame)
+    rec.reasons = decoded.reasons[start_frame:]
     if 0 < start_frame <= n:
         k = start_frame - 1
         rec.previous = (
-            (int(blocks.sequence[k]), int(decoded.unix_ns["end"][k]))
+            (int(scan.blocks.sequence[k]), int(decoded.unix_ns["end"][k]))
             if scan.present[k] else (None, None)
         )  # fmt: skip
     if model is not None and exp is not None and rec.height:
@@ -650,6 +676,131 @@ def _fill_from_reader(
                 model, rec.height, rec.crop_y or 0, rec.binning or 1, exp,
                 int((refs - ends).min()), int((refs - ends).max()),
             )  # fmt: skip
+
+
+def _frame_columns(decoded: DecodedFile, reader: FrameReader, skip: int = 0) -> dict[str, Any]:
+    """The ``index_frames`` columns of ``decoded``'s frames from its frame ``skip`` on."""
+    scan = decoded.scan
+    blocks = scan.blocks
+    lo = decoded.first_frame + skip
+    hi = decoded.first_frame + len(decoded)
+    sl = slice(skip, None)
+    ranged = getattr(reader, "timestamps_unix_ns_range", None)
+    if ranged is not None:
+        host_ns = ranged(lo, hi)
+    else:
+        every = getattr(reader, "timestamps_unix_ns", None)
+        host_ns = None if every is None else every[lo:hi]
+    return {
+        "frame": np.arange(lo, hi, dtype=np.int64),
+        "present": np.asarray(scan.present[sl], dtype=bool),
+        "sequence": np.asarray(blocks.sequence[sl], dtype=np.int64),
+        "start_ns": decoded.unix_ns["start"][sl],
+        "end_ns": decoded.unix_ns["end"][sl],
+        "now_ns": decoded.unix_ns["now"][sl],
+        "flipped": np.asarray(scan.flipped[sl], dtype=bool),
+        "pps_count": np.asarray(blocks.pps_count[sl], dtype=np.int64),
+        "latitude_deg": np.round(blocks.latitude_deg[sl], 9),
+        "longitude_deg": np.round(blocks.longitude_deg[sl], 9),
+        "host_ns": None if host_ns is None else np.asarray(host_ns, dtype=np.int64),
+    }
+
+
+@dataclass
+class _Stream:
+    """What a streamed :class:`FileRecords` needs to finish its file row once every frame has
+    been read: the row model (for the span), the notes of the lookup and the truncation."""
+
+    model: RowModel | None
+    notes: list[str]
+    tail: str | None
+
+
+def _no_frames(path: str) -> DecodedFile:
+    """A decoding that holds no frame (the timing lookup of a file streamed part by part)."""
+    from qhytime.decode import DecodedFile
+    from qhytime.gpsblock import BLOCK_SIZE, STAMP_NAMES, GpsBlockArray
+    from qhytime.readers.base import BlockScan
+
+    none = np.zeros(0, dtype=np.int64)
+    scan = BlockScan(
+        blocks=GpsBlockArray.from_bytes(np.zeros((0, BLOCK_SIZE), dtype=np.uint8)),
+        present=np.zeros(0, dtype=bool), why_absent=[], origin=[],
+        flipped=np.zeros(0, dtype=bool),
+    )  # fmt: skip
+    return DecodedFile(path=path, scan=scan, unix_ns={k: none for k in STAMP_NAMES},
+                       unix_ns_nominal={k: none for k in STAMP_NAMES}, reasons=FrameReasons(0),
+                       truncation=None)  # fmt: skip
+
+
+def _frame_sequence_end(reader: FrameReader, k: int) -> tuple[int | None, int | None]:
+    """``(sequence, end_ns)`` of frame ``k`` alone, ``(None, None)`` when it has no block."""
+    from qhytime.timebase import stamp_unix_ns_pairs
+
+    scan = reader.scan_blocks(k, k + 1)
+    if not scan.present[0]:
+        return None, None
+    b = scan.blocks
+    end = stamp_unix_ns_pairs([b.stamp_columns("end")[1:]], b.pps_count)[0][0]
+    return int(b.sequence[0]), int(end[0])
+
+
+def _stream_parts(rec: FileRecords) -> Iterator[FileRecords]:
+    """:meth:`FileRecords.parts` of streamed records."""
+    from dataclasses import replace
+
+    from qhytime import decode
+    from qhytime.framerows import now_wander_text
+
+    st = rec.stream
+    assert st is not None
+    model = st.model
+    try:
+        same = fingerprint(rec.path, rec.fingerprint_bytes)[0] == rec.fingerprint
+        reader = open_for_index(rec.path) if same else None
+    except (FrameReadError, OSError) as err:
+        raise _Changed from err
+    if reader is None:
+        raise _Changed
+    span: list[int] = []
+    delays: list[int] = []
+    good = 0
+    with reader:
+        if len(reader) < rec.total_frames:
+            raise _Changed
+        try:
+            chunks = decode.decode_chunks(reader, frames=rec.total_frames,
+                                          chunk_frames=decode.DECODE_CHUNK_FRAMES)  # fmt: skip
+            for chunk in chunks:
+                present = chunk.scan.present
+                if model is not None and present.any():
+                    ends = chunk.unix_ns["end"][present]
+                    d = chunk.unix_ns[model.reference][present] - ends
+                    span = [min([*span[:1], int(d.min())]), max([*span[1:], int(d.max())])]
+                    if model.reference == "now":
+                        ok = chunk.reasons.ok() & present
+                        if ok.any():
+                            delay = (chunk.unix_ns["now"] - chunk.unix_ns["end"])[ok]
+                            good += int(ok.sum())
+                            delays = [min([*delays[:1], int(delay.min())]),
+                                      max([*delays[1:], int(delay.max())])]  # fmt: skip
+                skip = max(rec.start_frame - chunk.first_frame, 0)
+                if skip < len(chunk):
+                    yield replace(rec, stream=None, columns=_frame_columns(chunk, reader, skip),
+                                  reasons=chunk.reasons[skip:])  # fmt: skip
+        except FrameReadError as err:  # the file changed under us: plan it again
+            raise _Changed from err
+    notes = list(st.notes)
+    if good >= 3 and delays:
+        text = now_wander_text(delays[0], delays[1], reader.path)
+        if text is not None:
+            notes.append(text)
+    rec.message = "; ".join([*notes, *([st.tail] if st.tail else [])])
+    exp = rec.exposure_ns
+    if model is not None and exp is not None and rec.height and span:
+        rec.span_lo_ns, rec.span_hi_ns = _span(
+            model, rec.height, rec.crop_y or 0, rec.binning or 1, exp, span[0], span[1]
+        )
 
 
 def _span(
@@ -1055,7 +1206,8 @@ class FrameIndex:
     ) -> IngestResult:  # fmt: skip
         state = self.file_state(p)
         plan = plan_ingest(p, state, self.store, host=self.host, fallback=fallback,
-                           exposure_ns=exposure_ns, record_incomplete=record_incomplete)  # fmt: skip
+                           exposure_ns=exposure_ns, record_incomplete=record_incomplete,
+                           stream=True)  # fmt: skip
         if isinstance(plan, IngestResult):
             return plan
         return self.write(plan, expect=state, now_ns=now_ns)
@@ -1084,7 +1236,7 @@ class FrameIndex:
             if another writer changed it meanwhile, nothing is written and the file is
             planned again (by :meth:`ingest`).
         """
-        from qhytime.service.alerts import file_alerts
+        from qhytime.service.alerts import FrameTally, file_alerts
 
         now = time.time_ns() if now_ns is None else int(now_ns)
         with self.session(write=True) as s:
@@ -1109,8 +1261,14 @@ class FrameIndex:
                     s.execute(delete(AlertRow).where(AlertRow.file_id == file_id))
                     s.execute(delete(IndexFrame).where(IndexFrame.file_id == file_id))
                 conn.execute(_FILE_UPDATE_SQL, {**values, "file_id_": file_id})
-            written = self._insert_frames(s, rec, file_id)
-            n_alerts = file_alerts(self, s, file_id, rec, now)
+            written, tally = 0, FrameTally()
+            for part in rec.parts():  # the records, or a long file's chunks read now
+                written += self._insert_frames(s, part, file_id)
+                tally.add(part)
+            if rec.stream is not None:  # what only all the frames say
+                s.execute(update(IndexFile).where(IndexFile.id == file_id).values(
+                    message=rec.message, span_lo_ns=rec.span_lo_ns, span_hi_ns=rec.span_hi_ns))  # fmt: skip
+            n_alerts = file_alerts(self, s, file_id, rec, now, tally)
         action = (
             "error" if rec.status == "error"
             else "appended" if rec.start_frame
@@ -1529,7 +1687,7 @@ class FrameIndex:
 
 def plan_ingest(
     p: str, state: _FileState | None, store: Any, *, host: str, fallback: bool = False,
-    exposure_ns: int | None = None, record_incomplete: bool = True,
+    exposure_ns: int | None = None, record_incomplete: bool = True, stream: bool = False,
 ) -> FileRecords | IngestResult:  # fmt: skip
     """The per-file part of :meth:`FrameIndex.ingest`: what to write for file ``p`` given what
     the index holds about it (``state``), or the result when there is nothing to write
@@ -1560,9 +1718,10 @@ def plan_ingest(
         start = state.frames  # a SER growing frame by frame: append its new frames
     try:
         rec = file_records(p, store, fallback=fallback, exposure_ns=exposure_ns,
-                           start_frame=start, host=host)  # fmt: skip
+                           start_frame=start, host=host, stream=stream)  # fmt: skip
         if start and not FrameIndex._continues(state, rec):
-            rec = file_records(p, store, fallback=fallback, exposure_ns=exposure_ns, host=host)
+            rec = file_records(p, store, fallback=fallback, exposure_ns=exposure_ns, host=host,
+                               stream=stream)  # fmt: skip
     except FrameReadError as err:  # vanished between looks: nothing to record
         return IngestResult(p, "error", message=err.reason)
     if rec.status == "incomplete" and not record_incomplete:
