@@ -128,6 +128,88 @@ def run_measured(
     return Measured(got["wall_s"], got["maxrss_kib"] / 1024, got["returncode"], text)
 
 
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux ``/proc``; empty when unreadable)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        pass
+    kids = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:  # field 4 of stat is the parent's pid (after the command name in parentheses)
+            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return kids
+
+
+def run_until(
+    cmd: Sequence[str],
+    done: Callable[[], bool],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    stdout: int | None = subprocess.DEVNULL,
+    timeout: float = 1800.0,
+    poll_s: float = 0.05,
+    stop_timeout: float = 120.0,
+    stderr_path: str | os.PathLike[str] | None = None,
+) -> Measured:
+    """Run a command that does not end by itself (``qhytime watch``) until ``done()`` holds.
+
+    Started like :func:`run_measured` (by the launcher). ``done`` is called every ``poll_s``
+    seconds; once it returns True the command gets SIGTERM and is waited for.
+    ``wall_s`` is the time from the start until ``done()`` held; ``maxrss_mib`` the
+    command's own peak RSS over its whole life (``wait4``); ``returncode`` its exit code
+    after SIGTERM. Not done within ``timeout``, or not stopped ``stop_timeout`` seconds after
+    SIGTERM: killed with its process group (exit code -9, ``wall_s`` NaN). Ended by itself
+    before ``done()`` held: ``wall_s`` NaN and the exit code, or -1 for 0.
+    """
+    fd, result = tempfile.mkstemp(suffix=".json", prefix="qhytime-bench-")
+    os.close(fd)
+    held: float | None = None
+    try:
+        with open(stderr_path or os.devnull, "wb") as err:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(LAUNCHER), result, *cmd], env=env, cwd=cwd,
+                stdout=stdout, stderr=err, start_new_session=True,
+            )  # fmt: skip
+            try:
+                while proc.poll() is None and time.perf_counter() - t0 < timeout:
+                    if done():
+                        held = time.perf_counter() - t0
+                        break
+                    time.sleep(poll_s)
+                if held is not None:
+                    # the command only: the launcher must live on to report its peak RSS
+                    for child in _children(proc.pid):
+                        os.kill(child, signal.SIGTERM)
+                    proc.wait(timeout=stop_timeout)
+                elif proc.poll() is None:
+                    raise subprocess.TimeoutExpired(cmd, timeout)
+            except BaseException as exc:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                if isinstance(exc, subprocess.TimeoutExpired):
+                    return Measured(float("nan"), float("nan"), -9,
+                                    f"killed after {exc.timeout} s")  # fmt: skip
+                raise
+        got = json.loads(Path(result).read_text() or "{}")
+    finally:
+        os.unlink(result)
+    text = Path(stderr_path).read_text(errors="replace") if stderr_path else ""
+    if not got:
+        return Measured(
+            float("nan"), float("nan"), proc.returncode or -1, text or "launcher failed"
+        )
+    if held is None:
+        return Measured(float("nan"), got["maxrss_kib"] / 1024, got["returncode"] or -1,
+                        text or "ended before the condition held")  # fmt: skip
+    return Measured(held, got["maxrss_kib"] / 1024, got["returncode"], text)
+
+
 def vm_hwm_mib(pid: int) -> float | None:
     """Peak resident set (``VmHWM``) of a running process, in MiB (None when unreadable)."""
     try:
