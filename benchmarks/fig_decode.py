@@ -6,7 +6,13 @@ import numpy as np
 
 from benchmarks._core import Context, Result
 from benchmarks._timing import alternate, traced_peak_mib
-from qhytime.decode import decode_paths, decode_reader
+from qhytime.decode import (
+    DECODE_CHUNK_FRAMES,
+    WHOLE_FILE_FRAMES,
+    decode_chunks,
+    decode_paths,
+    decode_reader,
+)
 from qhytime.gpsblock import BLOCK_SIZE
 from qhytime.readers import SerReader
 from qhytime.readers.serfile import HEADER_SIZE
@@ -30,14 +36,25 @@ def ser_decode(ctx: Context) -> Result:
         if int(d.ok.sum()) != n:
             raise RuntimeError("the benchmark SER must decode as good frames")
 
+    def chunked() -> None:
+        with SerReader(path) as r:
+            got = sum(int(c.ok.sum()) for c in decode_chunks(r, chunk_frames=DECODE_CHUNK_FRAMES))
+        if got != n:
+            raise RuntimeError("the chunked decode must give the same good frames")
+
     tb, to = alternate(baseline, ours, ctx.reps(7, 3))
+    _, tc = alternate(baseline, chunked, ctx.reps(7, 3))
     return Result(
         name="ser_decode", title=f"SER block decode, {n:,} frames {w}x{h}",
         baseline_label="numpy memmap gather of the 44 B", baseline=tb, qhytime=to,
         target=1.1, target_text="<= 1.1x", peak_mib=traced_peak_mib(ours),
         baseline_peak_mib=traced_peak_mib(baseline), memory="tracemalloc",
         details={"frames": n, "frames_per_s": n / to, "baseline_frames_per_s": n / tb,
-                 "apparent_gb": n * frame_bytes / 1e9},
+                 "apparent_gb": n * frame_bytes / 1e9, "chunked_s": tc,
+                 "chunked_ratio": tc / tb, "chunked_peak_mib": traced_peak_mib(chunked)},
+        notes=[f"in chunks of {DECODE_CHUNK_FRAMES:,} frames (decode_chunks: what `qhytime "
+               f"decode` and the index do above {WHOLE_FILE_FRAMES:,} frames) {tc / tb:.2f}x, "
+               f"heap peak {traced_peak_mib(chunked):.1f} MiB"],
     )  # fmt: skip
 
 

@@ -128,15 +128,17 @@ def markdown_table(rows: list[list[str]]) -> str:
 
 
 def scaling_table(data: dict[str, Any]) -> str:
-    rows = [["frames", "decode time", "decode peak", "index time", "index peak"]]
+    jobs = [job for job in ("decode", "index", "watch") if job in data]  # older runs: no watch
+    rows = [["frames"] + [f"{job} {what}" for job in jobs for what in ("time", "peak")]]
     for k, n in enumerate(data["sizes"]):
-        rows.append([f"{n:,}"] + [x for job in ("decode", "index") for x in (
+        rows.append([f"{n:,}"] + [x for job in jobs for x in (
             fmt_value(data[job]["time_s"][k], "s"), fmt_value(data[job]["memory_mib"][k], "MiB"))])  # fmt: skip
     st = data["startup"]
+    startup = ", ".join(f"{job} {st[job]['wall_s']:.2f} s" for job in jobs)
+    slopes = ", ".join(f"{job} {data[job]['us_per_frame']:.1f} us/frame" for job in jobs)
     return (markdown_table(rows) + f"\n\nTimes are above the command's start-up on a 3-frame file "
-            f"(decode {st['decode']['wall_s']:.2f} s, index {st['index']['wall_s']:.2f} s); peaks "
-            f"are above `qhytime --version` ({data['interpreter_mib']:.0f} MiB). Slope: decode "
-            f"{data['decode']['us_per_frame']:.1f} us/frame, index {data['index']['us_per_frame']:.1f} us/frame.")  # fmt: skip
+            f"({startup}); peaks are above `qhytime --version` ({data['interpreter_mib']:.0f} MiB). "
+            f"Slope: {slopes}.")  # fmt: skip
 
 
 def render(report: dict[str, Any], results: Sequence[Result]) -> str:

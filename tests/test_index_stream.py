@@ -56,8 +56,9 @@ def _dump(index: FrameIndex) -> dict[str, Any]:
 def _index(url: str, steps: list, chunk: int | None, monkeypatch: pytest.MonkeyPatch) -> dict:
     """Run ``steps`` (callables taking the index) with decode chunks of ``chunk`` frames."""
     with monkeypatch.context() as m:
-        if chunk is not None:
+        if chunk is not None:  # short files too, in chunks of a few frames
             m.setattr(qhytime.decode, "DECODE_CHUNK_FRAMES", chunk)
+            m.setattr(qhytime.decode, "WHOLE_FILE_FRAMES", 0)
         with FrameIndex(url) as index:
             for step in steps:
                 step(index)
@@ -183,6 +184,7 @@ def test_a_file_replaced_between_plan_and_write_is_planned_again(tmp_path, monke
         return rec
 
     monkeypatch.setattr(qhytime.decode, "DECODE_CHUNK_FRAMES", 8)
+    monkeypatch.setattr(qhytime.decode, "WHOLE_FILE_FRAMES", 0)
     monkeypatch.setattr(index_mod, "plan_ingest", plan_then_replace)
     with FrameIndex(f"sqlite:///{tmp_path / 'i.sqlite'}") as index:
         add_calibration(index.store, path)

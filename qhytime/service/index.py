@@ -533,7 +533,7 @@ def file_records(
     host : str, optional
         Machine name stored with the path (default :func:`default_host`).
     stream : bool
-        For a file longer than :data:`~qhytime.decode.DECODE_CHUNK_FRAMES` whose reader reads
+        For a file longer than :data:`~qhytime.decode.WHOLE_FILE_FRAMES` whose reader reads
         ranges (SER), hold no frames: :meth:`FileRecords.parts` reads them again chunk by
         chunk when they are written, so memory does not grow with the file's length. The
         records then need the file where it is (not for dask workers).
@@ -601,7 +601,7 @@ def _fill_from_reader(
     rec: FileRecords, reader: FrameReader, store: CalibrationStore, fallback: bool,
     exposure_ns: int | None, start_frame: int, stream: bool = False,
 ) -> None:  # fmt: skip
-    from qhytime.decode import DECODE_CHUNK_FRAMES, decode_reader
+    from qhytime.decode import DECODE_CHUNK_FRAMES, WHOLE_FILE_FRAMES, decode_reader
     from qhytime.framerows import (
         ReferenceStampWarning,
         exposure_ns_from_metadata,
@@ -619,7 +619,7 @@ def _fill_from_reader(
             reader.truncation.reason if reader.truncation is not None else "no complete frame yet"
         )
         return
-    streaming = stream and reader.ranged_blocks and n > DECODE_CHUNK_FRAMES
+    streaming = stream and reader.ranged_blocks and n > max(DECODE_CHUNK_FRAMES, WHOLE_FILE_FRAMES)
     decoded = _no_frames(reader.path) if streaming else decode_reader(reader)
     exp_file = exposure_ns_from_metadata(reader.metadata(0))
     exp = exp_file if exp_file is not None else exposure_ns
