@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING
 from qhytime.calibration import Calibration, Setting, dump_toml, load_toml
 from qhytime.cluster import open_executor
 from qhytime.decode import (
+    DECODE_CHUNK_FRAMES,
+    WHOLE_FILE_FRAMES,
     DecodedFile,
     DecodedFrame,
     SeriesFile,
     StampTime,
+    decode_chunks,
     decode_file,
     decode_paths,
     decode_reader,
@@ -140,6 +143,8 @@ from qhytime.timebase import (
 
 __all__ = [
     "BLOCK_SIZE",
+    "DECODE_CHUNK_FRAMES",
+    "WHOLE_FILE_FRAMES",
     "AdesContext",
     "AdesObject",
     "Alert",
@@ -216,6 +221,7 @@ __all__ = [
     "TruncatedFileError",
     "Watcher",
     "ades_psv",
+    "decode_chunks",
     "decode_file",
     "decode_image",
     "decode_paths",

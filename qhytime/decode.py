@@ -447,8 +447,25 @@ def decode_chunks(
     if not reader.ranged_blocks or (n <= chunk_frames and n == len(reader)):
         yield decode_reader(reader, **kw)
         return
-    with tempfile.TemporaryFile(prefix="qhytime-blocks-") as spill:
-        plan = _ChunkPlan(reader, chunk_frames, spill, n)
+    try:
+        spill = tempfile.TemporaryFile(prefix="qhytime-blocks-")
+    except OSError as exc:
+        raise FrameReadError(
+            f"cannot create a temporary file for the block bytes ({exc.strerror or exc}): set "
+            f"TMPDIR to a writable folder with {n * BLOCK_SIZE:,} bytes free",
+            path=reader.path,
+        ) from exc
+    with spill:
+        try:
+            plan = _ChunkPlan(reader, chunk_frames, spill, n)
+        except OSError as exc:
+            if isinstance(exc, FrameReadError):
+                raise
+            raise FrameReadError(
+                f"cannot write the block bytes to a temporary file ({exc.strerror or exc}): "
+                f"set TMPDIR to a writable folder with {n * BLOCK_SIZE:,} bytes free",
+                path=reader.path,
+            ) from exc
         for c in plan.chunks:
             scan = reader.scan_blocks(c.a, c.b, main=plan.spilled(c.a, c.b))
             window = _decode_scan(reader, scan, nominal_clock=nominal_clock,
@@ -529,6 +546,7 @@ class _ChunkPlan:
         self, reader: FrameReader, chunk_frames: int, spill: IO[bytes], n: int
     ) -> None:
         self._spill = spill
+        self._path = reader.path
         self._raw = reader.pixel_block_problem() is None
         top_down = reader.stored_top_down
         self.chunks = [_Chunk(lo, min(lo + chunk_frames, n)) for lo in range(0, n, chunk_frames)]
@@ -613,7 +631,10 @@ class _ChunkPlan:
         self._spill.seek(a * BLOCK_SIZE)
         data = self._spill.read((b - a) * BLOCK_SIZE)
         if len(data) != (b - a) * BLOCK_SIZE:
-            raise FrameReadError("the temporary copy of the block bytes is short (disk full?)")
+            raise FrameReadError(
+                "the temporary copy of the block bytes came back short (is TMPDIR full?)",
+                path=self._path,
+            )
         return np.frombuffer(data, dtype=np.uint8).reshape(b - a, BLOCK_SIZE)
 
     def anchors(self, c: _Chunk) -> list[RunAnchor]:

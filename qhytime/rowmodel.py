@@ -355,11 +355,43 @@ def row_times(
     [-1500000, -1500000, -1480000, -1480000]
     """
     ref = np.atleast_1d(np.asarray(reference_ns, dtype=np.int64))
+    if rows is None:  # every row: the offsets from the reference are cached by setting
+        start_rel, mid_rel, end_rel, sigma = _relative_rows(
+            model, geometry, exposure_ns, type(exposure_ns)
+        )
+        return RowTimes(rows=np.arange(geometry.height, dtype=np.int64),
+                        start_ns=ref[:, None] + start_rel[None, :],
+                        mid_ns=ref[:, None] + mid_rel[None, :],
+                        end_ns=ref[:, None] + end_rel[None, :], sigma_ns=sigma.copy())  # fmt: skip
+    return _row_times(model, geometry, ref, exposure_ns, geometry.check_rows(rows))
+
+
+@functools.lru_cache(maxsize=32)
+def _relative_rows(
+    model: RowModel, geometry: FrameGeometry, exposure_ns: Any, _type: type
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """Start, mid and end of every row relative to the reference stamp (ns) and the sigmas:
+    :func:`row_times` of reference 0, whose integers are exactly ``time - reference`` (the
+    reference is only ever added to them). Cached by setting and exposure (its type is part
+    of the key); read-only, never handed out."""
+    t = _row_times(model, geometry, np.zeros(1, dtype=np.int64), exposure_ns,
+                   np.arange(geometry.height, dtype=np.int64))  # fmt: skip
+    out = (t.start_ns[0].copy(), t.mid_ns[0].copy(), t.end_ns[0].copy(), t.sigma_ns.copy())
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
+def _row_times(
+    model: RowModel,
+    geometry: FrameGeometry,
+    ref: NDArray[np.int64],
+    exposure_ns: Any,
+    image_rows: NDArray[np.int64],
+) -> RowTimes:
+    """:func:`row_times` of checked image rows, computed."""
     if exposure_ns is None or exposure_ns <= 0:
         raise RowModelError(f"exposure must be positive, got {exposure_ns} ns")
-    image_rows = (
-        np.arange(geometry.height, dtype=np.int64) if rows is None else geometry.check_rows(rows)
-    )
     sensor = geometry.sensor_rows(image_rows)  # (R, b)
     exposure_ps = round(exposure_ns * 1000 * model.exposure_scale)
     end_each = model.relative_end_ps(sensor)  # (R, b)
@@ -404,7 +436,9 @@ def _relative_table(
     answer. Cached by setting and exposure (the type is part of the key: ``row_times``
     treats an int and a float exposure each its own way); never handed out, only read.
     """
-    t = row_times(model, geometry, 0, exposure_ns)
+    start, mid, end, sigma = _relative_rows(model, geometry, exposure_ns, _type)
+    t = RowTimes(rows=np.arange(geometry.height), start_ns=start[None, :], mid_ns=mid[None, :],
+                 end_ns=end[None, :], sigma_ns=sigma)  # fmt: skip
     table = np.empty((geometry.height, 4), dtype=np.int64)
     table[:, 0], table[:, 1], table[:, 2] = t.start_ns[0], t.mid_ns[0], t.end_ns[0]
     table[:, 3] = t.sigma_ns.view(np.int64)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 from damaged import damaged_frames
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from test_service_index import add_calibration, ser_bytes, ser_header
 
@@ -195,3 +197,79 @@ def test_a_file_replaced_between_plan_and_write_is_planned_again(tmp_path, monke
 
     want = decode_file(path).unix_ns["end"].tolist()
     assert [f.end_ns for f in rows] == want
+
+
+def test_no_room_for_the_temporary_copy_is_a_clear_status(tmp_path, monkeypatch):
+    """The first pass of a long file copies its block bytes to a temporary file: when that
+    cannot be made, ``qhytime decode`` and the index say so for that file and go on."""
+    import tempfile
+
+    from qhytime.decode import decode_paths
+
+    path = tmp_path / "v.ser"
+    write_ser(path, damaged_frames(40, np.random.default_rng(3), 0.0))
+    monkeypatch.setattr(qhytime.decode, "DECODE_CHUNK_FRAMES", 8)
+    monkeypatch.setattr(qhytime.decode, "WHOLE_FILE_FRAMES", 0)
+
+    def refuse(*a, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    recs = list(decode_paths([str(path), "tests/data/fits16_000.fits"], chunk_frames=8))
+    assert recs[0].status == "error" and "TMPDIR" in recs[0].reasons[0]
+    assert [(r.file, r.status) for r in recs[1:]] == [("tests/data/fits16_000.fits", "ok")]
+    with FrameIndex(f"sqlite:///{tmp_path / 'i.sqlite'}") as index:
+        add_calibration(index.store, path)
+        r = index.ingest(path, exposure_ns=10_000_000, now_ns=NOW_NS)
+        assert r.action == "error" and "TMPDIR" in r.message and r.path == str(path)
+        assert index.count() == 0 and index.files() == []  # nothing half-written
+
+
+class _Part:
+    """The part of a file :class:`FrameTally` reads: columns and reasons of some frames."""
+
+    def __init__(self, frames, present, seq, end):
+        from qhytime.validity import FrameReasons
+
+        self.columns = {"frame": frames, "present": present, "sequence": seq, "end_ns": end}
+        self.reasons = FrameReasons(len(frames))
+
+    def __len__(self):
+        return len(self.columns["frame"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60), n_prev=st.integers(0, 8),
+       parts=st.integers(1, 6))  # fmt: skip
+def test_tally_late_frames_equal_late_frames(seed, n, n_prev, parts):
+    """The late frames and cadence of a file tallied part by part are :func:`late_frames`' of
+    all its frames with the frames indexed before as context (hand-checked there)."""
+    from qhytime.service.alerts import FrameTally, late_frames
+
+    rng = np.random.default_rng(seed)
+    m = n_prev + n
+    step = rng.choice([1, 1, 1, 1, 2, 0, -1], size=m)
+    seq = np.cumsum(step).astype(np.int64) + 1000
+    d = rng.choice([100, 100, 101, 99, 250, 300, 0, -50], size=m) * 1_000_000
+    end = np.cumsum(d).astype(np.int64) + 10**18
+    present = rng.random(n) < 0.9
+    prev = list(zip(seq[:n_prev].tolist(), end[:n_prev].tolist(), strict=True))
+    tally = FrameTally()
+    cuts = np.sort(rng.integers(0, n + 1, size=parts - 1))
+    for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [n]]), strict=True):
+        tally.add(_Part(np.arange(lo, hi) + 7, present[lo:hi], seq[n_prev + lo : n_prev + hi],
+                        end[n_prev + lo : n_prev + hi]))  # fmt: skip
+    pos = np.flatnonzero(present)
+    keep = np.concatenate([np.arange(n_prev), n_prev + pos])
+    late, cadence = late_frames(end[keep], seq[keep], n_prev)
+    count, first, step_ns, got = tally.late(prev if pos.size else [])
+    if not pos.size:
+        assert tally.first is None
+        return
+    assert got == cadence
+    assert count == late.size
+    if late.size:
+        k = n_prev + int(late[0])
+        assert (first, step_ns) == (int(pos[late[0]]) + 7, int(end[keep][k] - end[keep][k - 1]))
+    else:
+        assert first is None

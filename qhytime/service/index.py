@@ -788,8 +788,14 @@ def _stream_parts(rec: FileRecords) -> Iterator[FileRecords]:
                 if skip < len(chunk):
                     yield replace(rec, stream=None, columns=_frame_columns(chunk, reader, skip),
                                   reasons=chunk.reasons[skip:])  # fmt: skip
-        except FrameReadError as err:  # the file changed under us: plan it again
-            raise _Changed from err
+        except FrameReadError as err:
+            try:
+                same = fingerprint(rec.path, rec.fingerprint_bytes)[0] == rec.fingerprint
+            except OSError:
+                same = False
+            if same:  # not the file: e.g. no room for the temporary copy of its blocks
+                raise
+            raise _Changed from err  # the file changed under us: plan it again
     notes = list(st.notes)
     if good >= 3 and delays:
         text = now_wander_text(delays[0], delays[1], reader.path)
@@ -1210,7 +1216,10 @@ class FrameIndex:
                            stream=True)  # fmt: skip
         if isinstance(plan, IngestResult):
             return plan
-        return self.write(plan, expect=state, now_ns=now_ns)
+        try:
+            return self.write(plan, expect=state, now_ns=now_ns)
+        except FrameReadError as err:  # a long file read part by part failed: nothing written
+            return IngestResult(p, "error", status="error", message=err.reason)
 
     @staticmethod
     def _continues(state: _FileState | None, rec: FileRecords) -> bool:
