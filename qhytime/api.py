@@ -33,6 +33,7 @@ from qhytime.errors import (
     OutputError,
     QhytimeError,
     RowModelError,
+    TemporaryCopyError,
     TruncatedFileError,
 )
 from qhytime.framerows import (
@@ -215,6 +216,7 @@ __all__ = [
     "Star",
     "StreakPoint",
     "StreakResult",
+    "TemporaryCopyError",
     "Tle",
     "TrackMover",
     "Trail",

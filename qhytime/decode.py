@@ -21,6 +21,7 @@ the two after it are read).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections import deque
@@ -31,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from qhytime.errors import FrameReadError, TruncatedFileError
+from qhytime.errors import FrameReadError, TemporaryCopyError, TruncatedFileError
 from qhytime.gpsblock import BLOCK_SIZE, FIELD_NAMES, STAMP_NAMES, GpsBlock, GpsBlockArray, Stamp
 from qhytime.readers import FitsReader, FrameReader, expand_paths, open_frames
 from qhytime.readers.base import BlockScan
@@ -398,6 +399,7 @@ def decode_chunks(
     exposure_ns: int | None = None,
     chunk_frames: int = DECODE_CHUNK_FRAMES,
     frames: int | None = None,
+    plan: ChunkPlan | None = None,
 ) -> Iterator[DecodedFile]:
     """:func:`decode_reader` of a file, in chunks of ``chunk_frames`` frames: memory bounded by
     the chunk whatever the length of the file.
@@ -427,6 +429,9 @@ def decode_chunks(
         Decode only the file's first ``frames`` frames, as if it held no more (a file still
         being written, decoded as it was when it was looked at). Readers that cannot read a
         range of frames ignore it.
+    plan : ChunkPlan, optional
+        The first pass, made before (:func:`plan_chunks`, e.g. outside a database
+        transaction); ``chunk_frames`` and ``frames`` are then the plan's. Not closed here.
 
     Examples
     --------
@@ -439,39 +444,72 @@ def decode_chunks(
     >>> [r for c in chunks for r in c.reasons] == list(whole.reasons)
     True
     """
-    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
-        raise ValueError(f"chunk_frames = {chunk_frames!r}: give a whole number of frames >= 1")
+    _check_chunk_frames(chunk_frames)
     n = len(reader) if frames is None else max(0, min(int(frames), len(reader)))
-    kw: dict[str, Any] = {"nominal_clock": nominal_clock, "previous": previous,
-                          "exposure_ns": exposure_ns}  # fmt: skip
-    if not reader.ranged_blocks or (n <= chunk_frames and n == len(reader)):
-        yield decode_reader(reader, **kw)
+    if plan is None and (not reader.ranged_blocks or (n <= chunk_frames and n == len(reader))):
+        yield decode_reader(reader, nominal_clock=nominal_clock, previous=previous,
+                            exposure_ns=exposure_ns)  # fmt: skip
         return
+    own = plan is None
+    if plan is None:
+        plan = plan_chunks(reader, chunk_frames=chunk_frames, frames=n)
     try:
-        spill = tempfile.TemporaryFile(prefix="qhytime-blocks-")
-    except OSError as exc:
-        raise FrameReadError(
-            f"cannot create a temporary file for the block bytes ({exc.strerror or exc}): set "
-            f"TMPDIR to a writable folder with {n * BLOCK_SIZE:,} bytes free",
-            path=reader.path,
-        ) from exc
-    with spill:
-        try:
-            plan = _ChunkPlan(reader, chunk_frames, spill, n)
-        except OSError as exc:
-            if isinstance(exc, FrameReadError):
-                raise
-            raise FrameReadError(
-                f"cannot write the block bytes to a temporary file ({exc.strerror or exc}): "
-                f"set TMPDIR to a writable folder with {n * BLOCK_SIZE:,} bytes free",
-                path=reader.path,
-            ) from exc
         for c in plan.chunks:
             scan = reader.scan_blocks(c.a, c.b, main=plan.spilled(c.a, c.b))
             window = _decode_scan(reader, scan, nominal_clock=nominal_clock,
                                   previous=previous if c.file_first else None,
                                   exposure_ns=exposure_ns, anchors=plan.anchors(c))  # fmt: skip
             yield _slice_decoded(window, c.lo - c.a, c.hi - c.a, c.lo)
+    finally:
+        if own:
+            plan.close()
+
+
+def _check_chunk_frames(chunk_frames: Any) -> None:
+    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
+        raise ValueError(f"chunk_frames = {chunk_frames!r}: give a whole number of frames >= 1")
+
+
+def plan_chunks(
+    reader: FrameReader, *, chunk_frames: int = DECODE_CHUNK_FRAMES, frames: int | None = None
+) -> ChunkPlan:
+    """The first pass of :func:`decode_chunks`, on its own: every block of the file (of its
+    first ``frames`` frames) read once and copied to a temporary file, and the runs' anchors
+    and the chunks' windows worked out. Give it to :func:`decode_chunks` (``plan=``) to
+    decode the chunks later from the copy, reading the file only where a frame's block is
+    not where its row order says; close it (or use it as a context manager) when done.
+
+    Raises
+    ------
+    FrameReadError
+        The file cannot be read, or the temporary copy cannot be written (it names
+        ``TMPDIR`` and the room needed).
+
+    Examples
+    --------
+    >>> from qhytime.readers import open_frames
+    >>> with open_frames("tests/data/video16.ser") as reader, plan_chunks(
+    ...         reader, chunk_frames=10) as plan:
+    ...     [(c.first_frame, len(c)) for c in decode_chunks(reader, plan=plan)]
+    [(0, 10), (10, 10), (20, 5)]
+    """
+    _check_chunk_frames(chunk_frames)
+    n = len(reader) if frames is None else max(0, min(int(frames), len(reader)))
+    room = f"set TMPDIR to a writable folder with {n * BLOCK_SIZE:,} bytes free"
+    try:
+        spill = tempfile.TemporaryFile(prefix="qhytime-blocks-")
+    except OSError as exc:
+        raise TemporaryCopyError(f"cannot create a temporary file for the block bytes "
+                                 f"({exc.strerror or exc}): {room}", path=reader.path) from exc  # fmt: skip
+    try:
+        return ChunkPlan(reader, chunk_frames, spill, n, room)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # its unwritten bytes (a full disk) are not needed
+            spill.close()
+        if isinstance(exc, OSError) and not isinstance(exc, FrameReadError):
+            raise TemporaryCopyError(f"cannot write the block bytes to a temporary file "
+                                     f"({exc.strerror or exc}): {room}", path=reader.path) from exc  # fmt: skip
+        raise
 
 
 def _slice_decoded(d: DecodedFile, lo: int, hi: int, first_frame: int) -> DecodedFile:
@@ -514,12 +552,26 @@ class _Run:
     lon0_raw: int
     values: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     counts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pending: list[NDArray[np.float64]] = field(default_factory=list)
+    held: int = 0  # values pending
 
     def add(self, ratios: NDArray[np.float64]) -> None:
-        """Count ``ratios`` (end-stamp step per sequence step) in the run's multiset."""
+        """Count ``ratios`` (end-stamp step per sequence step) in the run's multiset.
+
+        New values wait until there are as many as the distinct ones held (at least 65,536),
+        then are merged in one sort: linear-logarithmic time even when no step repeats."""
         if not ratios.size:
             return
-        v_new, c_new = np.unique(ratios, return_counts=True)
+        self.pending.append(ratios)
+        self.held += ratios.size
+        if self.held >= max(self.values.size, 65_536):
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self.pending:
+            return
+        v_new, c_new = np.unique(np.concatenate(self.pending), return_counts=True)
+        self.pending, self.held = [], 0
         v, inv = np.unique(np.concatenate([self.values, v_new]), return_inverse=True)
         c = np.zeros(v.size, dtype=np.int64)
         np.add.at(c, inv.reshape(-1), np.concatenate([self.counts, c_new]))
@@ -527,6 +579,7 @@ class _Run:
 
     def period(self) -> float | None:
         """The median of the ratios counted, exactly as :func:`numpy.median` of them all."""
+        self._merge()
         m = int(self.counts.sum())
         if m == 0:
             return None
@@ -538,13 +591,16 @@ class _Run:
         return float(np.mean(np.array([lower, upper])))
 
 
-class _ChunkPlan:
-    """The first pass of :func:`decode_chunks`: every block read once, chunk by chunk, for
-    the runs' anchors and each chunk's window."""
+class ChunkPlan:
+    """The first pass of :func:`decode_chunks` (made by :func:`plan_chunks`): every block read
+    once, chunk by chunk, and copied to a temporary file; the runs' anchors and each chunk's
+    window. Holds the temporary file until :meth:`close`."""
 
     def __init__(
-        self, reader: FrameReader, chunk_frames: int, spill: IO[bytes], n: int
+        self, reader: FrameReader, chunk_frames: int, spill: IO[bytes], n: int, room: str = ""
     ) -> None:
+        self.frames = n
+        self._room = room
         self._spill = spill
         self._path = reader.path
         self._raw = reader.pixel_block_problem() is None
@@ -622,20 +678,36 @@ class _ChunkPlan:
             seen += m
             last = (int(seq[-1]), int(w[-1]), int(h[-1]), int(run[-1]), int(x[-1]), int(end[-1]))
         self._periods = [r.period() for r in self.runs]
+        spill.flush()  # a full disk is found here, in the first pass, not later
 
     def spilled(self, a: int, b: int) -> NDArray[np.uint8] | None:
         """The block bytes of frames ``a..b-1`` the first pass read (None: the file's pixels
         hold none)."""
         if not self._raw:
             return None
-        self._spill.seek(a * BLOCK_SIZE)
-        data = self._spill.read((b - a) * BLOCK_SIZE)
+        try:
+            self._spill.seek(a * BLOCK_SIZE)
+            data = self._spill.read((b - a) * BLOCK_SIZE)
+        except OSError as exc:  # e.g. the last buffered bytes found the disk full
+            raise TemporaryCopyError(f"cannot read back the temporary copy of the block bytes "
+                                     f"({exc.strerror or exc}): {self._room}", path=self._path) from exc  # fmt: skip
         if len(data) != (b - a) * BLOCK_SIZE:
-            raise FrameReadError(
-                "the temporary copy of the block bytes came back short (is TMPDIR full?)",
+            raise TemporaryCopyError(
+                f"the temporary copy of the block bytes came back short: {self._room}",
                 path=self._path,
             )
         return np.frombuffer(data, dtype=np.uint8).reshape(b - a, BLOCK_SIZE)
+
+    def close(self) -> None:
+        """Remove the temporary copy of the block bytes."""
+        with contextlib.suppress(OSError):  # unwritten bytes (a full disk) are not needed
+            self._spill.close()
+
+    def __enter__(self) -> ChunkPlan:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def anchors(self, c: _Chunk) -> list[RunAnchor]:
         """Anchors of the runs of chunk ``c``'s window, from its first frame with a block on."""
@@ -702,6 +774,8 @@ def decode_series(
     def lost(name: str, exc: BaseException) -> tuple[SeriesFile, bool]:
         return _error(name, f"not decoded: {task_failure(exc)}"), False
 
+    if chunk_frames is not None:
+        _check_chunk_frames(chunk_frames)
     work = partial(decode_one, nominal_clock=nominal_clock, exposure_ns=exposure_ns)
     names = expand_paths(paths)
     if executor is None:  # here: one-frame FITS files in batches, the same items (_decode_stream)
@@ -981,6 +1055,8 @@ def decode_paths(
 
 
 def _why(exc: BaseException, name: str) -> str:
+    if isinstance(exc, TemporaryCopyError):  # not the file's fault
+        return f"not decoded: {exc.reason}"
     if not isinstance(exc, FrameReadError):
         exc = FrameReadError(f"unexpected {type(exc).__name__}: {exc}", path=name)
     return f"unreadable: {exc.reason}"

@@ -56,6 +56,12 @@ class FrameReadError(_FieldError, OSError):
     """A frame file cannot be read (unknown format, damaged header, I/O error)."""
 
 
+class TemporaryCopyError(FrameReadError):
+    """The temporary copy of a long file's block bytes (the first pass of
+    :func:`qhytime.decode.decode_chunks`) cannot be written or read back: not the file's fault
+    (set ``TMPDIR`` to a folder with room)."""
+
+
 class TruncatedFileError(FrameReadError):
     """A file ends before its last frame; the complete frames before it are still readable.
 

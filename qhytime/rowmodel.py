@@ -356,9 +356,13 @@ def row_times(
     """
     ref = np.atleast_1d(np.asarray(reference_ns, dtype=np.int64))
     if rows is None:  # every row: the offsets from the reference are cached by setting
-        start_rel, mid_rel, end_rel, sigma = _relative_rows(
-            model, geometry, exposure_ns, type(exposure_ns)
-        )
+        try:
+            start_rel, mid_rel, end_rel, sigma = _relative_rows(
+                model, geometry, exposure_ns, type(exposure_ns)
+            )
+        except TypeError:  # an exposure that cannot be a key (a 0-d array): computed
+            return _row_times(model, geometry, ref, exposure_ns,
+                              np.arange(geometry.height, dtype=np.int64))  # fmt: skip
         return RowTimes(rows=np.arange(geometry.height, dtype=np.int64),
                         start_ns=ref[:, None] + start_rel[None, :],
                         mid_ns=ref[:, None] + mid_rel[None, :],

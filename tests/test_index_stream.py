@@ -10,6 +10,7 @@ in ``test_service_index.py``); the streamed path runs with chunks of a few frame
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import numpy as np
@@ -273,3 +274,75 @@ def test_tally_late_frames_equal_late_frames(seed, n, n_prev, parts):
         assert (first, step_ns) == (int(pos[late[0]]) + 7, int(end[keep][k] - end[keep][k - 1]))
     else:
         assert first is None
+
+
+def test_a_file_cut_short_while_written_is_planned_again(tmp_path, monkeypatch):
+    """Cut short between two parts (a recording overwritten in place): the reader refuses to
+    read its mapping past the new end (that would be SIGBUS, the watcher gone without a
+    word), the transaction is dropped and the file as it is now is indexed."""
+    path = tmp_path / "v.ser"
+    write_ser(path, damaged_frames(400, np.random.default_rng(1), 0.0))
+    monkeypatch.setattr(qhytime.decode, "DECODE_CHUNK_FRAMES", 64)
+    monkeypatch.setattr(qhytime.decode, "WHOLE_FILE_FRAMES", 0)
+    real = FrameIndex._insert_frames
+    cut = []
+
+    def insert_then_cut(self, s, part, file_id):
+        n = real(self, s, part, file_id)
+        if not cut:
+            os.truncate(path, 178 + 100 * 256)  # 100 whole frames left
+            cut.append(1)
+        return n
+
+    monkeypatch.setattr(FrameIndex, "_insert_frames", insert_then_cut)
+    with FrameIndex(f"sqlite:///{tmp_path / 'i.sqlite'}") as index:
+        add_calibration(index.store, path)
+        r = index.ingest(path, exposure_ns=10_000_000, now_ns=NOW_NS)
+        assert (r.action, r.frames, r.status) == ("indexed", 100, "partial")
+        assert [f.frame for f in index.frames(file=str(path))] == list(range(100))
+
+
+def test_a_full_disk_found_when_the_copy_is_flushed(tmp_path, monkeypatch):
+    """The disk fills while the first pass's last bytes are flushed: a status naming TMPDIR
+    (not "unreadable"), nothing recorded, so the next run tries the file again."""
+    import io
+    import tempfile
+
+    from qhytime.decode import decode_paths
+
+    path = tmp_path / "v.ser"
+    write_ser(path, damaged_frames(650, np.random.default_rng(1), 0.0))
+    monkeypatch.setattr(qhytime.decode, "DECODE_CHUNK_FRAMES", 200)
+    monkeypatch.setattr(qhytime.decode, "WHOLE_FILE_FRAMES", 0)
+    room = 3 * 200 * 44  # the first 3 chunks' block bytes; the last 50 frames stay buffered
+
+    class FullDisk(io.FileIO):
+        def write(self, b):
+            if self.tell() + len(b) > room:
+                raise OSError(28, "No space left on device")
+            return super().write(b)
+
+    def small_disk(*a, **kw):
+        fd, name = tempfile.mkstemp(dir=tmp_path)
+        os.unlink(name)
+        return io.BufferedRandom(FullDisk(fd, "r+"))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", small_disk)
+    (rec,) = decode_paths([str(path)], chunk_frames=200)
+    assert rec.status == "error" and rec.reasons[0].startswith("not decoded: ")
+    assert "TMPDIR" in rec.reasons[0]
+    with FrameIndex(f"sqlite:///{tmp_path / 'i.sqlite'}") as index:
+        add_calibration(index.store, path)
+        r = index.ingest(path, exposure_ns=10_000_000, now_ns=NOW_NS)
+        assert r.action == "error" and "TMPDIR" in r.message
+        assert index.files() == []  # not recorded: tried again next time
+        monkeypatch.undo()
+        r = index.ingest(path, exposure_ns=10_000_000, now_ns=NOW_NS)
+        assert (r.action, r.frames) == ("indexed", 650)
+
+
+def test_chunk_size_checked_before_any_file():
+    from qhytime.decode import decode_paths
+
+    with pytest.raises(ValueError, match="chunk_frames"):
+        next(decode_paths(["tests/data/fits16_000.fits"], chunk_frames=0))

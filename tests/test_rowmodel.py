@@ -239,3 +239,19 @@ def test_pixel_table_cache_is_never_handed_out() -> None:
         pixel_times(m, g, 0, 5000, [*pix, (0.0, -0.6)])
     edges = pixel_times(m, g, 0, 5000, [*pix, (0.0, -0.5), (0.0, 7.49), (0.0, 2.5)])
     assert edges.rows[-3:].tolist() == [0, 7, 3]  # halves round up
+
+
+def test_row_times_of_every_row_cached_or_not_give_the_same_integers():
+    """Every row's offsets are cached by setting and exposure; an exposure that cannot be a
+    cache key (a 0-d array) is computed, and both equal the rows asked for one by one."""
+    m = RowModel.from_us(offset0_us=1974.286, line_period_ns=43194.527, readout="pairs")
+    g = FrameGeometry(height=50, crop_y=3, binning=2)
+    ref = np.array([1_754_099_091_000_000_000, 1_754_099_091_400_000_000])
+    for exposure in (250_000_000, np.int64(250_000_000), np.array(250_000_000)):
+        every = row_times(m, g, ref, exposure)
+        rows = row_times(m, g, ref, exposure, rows=np.arange(50))
+        for name in ("start_ns", "mid_ns", "end_ns", "sigma_ns"):
+            np.testing.assert_array_equal(getattr(every, name), getattr(rows, name))
+        every.end_ns[0, 0] += 1  # the caller's own arrays: the cache is untouched
+    again = row_times(m, g, ref, 250_000_000)
+    np.testing.assert_array_equal(again.end_ns, row_times(m, g, ref, 250_000_000, rows=np.arange(50)).end_ns)

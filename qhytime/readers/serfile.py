@@ -39,6 +39,8 @@ SER_MAGIC = b"LUCAM-RECORDER"
 HEADER_SIZE = 178
 GATHER_FRAMES = 1024
 """Frames whose block bytes are gathered at a time (and their pages then given back)."""
+_FAULT_AROUND = 65536
+"""Bytes around a page fault the kernel maps with it (Linux ``fault_around_bytes``)."""
 DOTNET_UNIX_EPOCH_TICKS = 621_355_968_000_000_000
 """.NET ticks (100 ns since 0001-01-01) of 1970-01-01T00:00:00."""
 
@@ -216,6 +218,7 @@ class SerReader(FrameReader):
             if self._n > 0 else np.zeros((0, self.frame_bytes), dtype=np.uint8)
         )  # fmt: skip
         self._trailer: NDArray[np.int64] | None = None
+        self._declared_count = int(count)
         if self.has_trailer:  # mapped, not read: a long file's trailer is read where used
             self._trailer = np.memmap(fh, dtype="<i8", mode="r", offset=trailer_at, shape=(count,))
 
@@ -318,6 +321,8 @@ class SerReader(FrameReader):
             row_bytes = self._width * self.planes * self.bytes_per_sample
             start = self.frame_bytes - row_bytes
         out = np.empty((max(hi - lo, 0), BLOCK_SIZE), dtype=np.uint8)
+        if hi > lo:
+            self._require_bytes(HEADER_SIZE + hi * self.frame_bytes)
         self._advise("MADV_RANDOM", lo, hi)  # one page per frame, not the kernel's read-around
         try:
             for a in range(lo, hi, GATHER_FRAMES):
@@ -343,11 +348,32 @@ class SerReader(FrameReader):
         # numpy maps from the offset rounded down to the allocation granularity
         base = HEADER_SIZE % mmap.ALLOCATIONGRANULARITY
         first = base + lo * self.frame_bytes
-        first -= first % mmap.PAGESIZE
-        last = min(base + hi * self.frame_bytes, len(mm))
+        last = base + hi * self.frame_bytes
+        # the kernel maps the pages around a fault too (fault-around, 64 KiB): give those
+        # back with the rest, or every gather leaves up to 15 pages mapped
+        span = _FAULT_AROUND if name == "MADV_DONTNEED" else mmap.PAGESIZE
+        first -= first % span
+        last = min(last + (-last) % span, len(mm))
         if last > first:
             with contextlib.suppress(OSError, ValueError):
                 mm.madvise(advice, first, last - first)
+
+    def _require_bytes(self, size: int) -> None:
+        """Refuse to read a mapping past the file's end (that would kill the process with
+        SIGBUS): the file was cut short after it was opened."""
+        mm = getattr(self._data, "_mmap", None)
+        if mm is None:
+            return
+        try:
+            now = mm.size()  # the file's size now (fstat of the mapping's descriptor)
+        except (OSError, ValueError):
+            return
+        if now < size:
+            raise FrameReadError(
+                f"the file is shorter ({now} bytes) than when it was opened: it was cut short "
+                "while being read; read it again",
+                path=self.path,
+            )
 
     def image(self, index: int) -> NDArray[Any]:
         """Frame ``index`` as a read-only array ``(H, W)`` or ``(H, W, 3)`` for colour."""
@@ -370,7 +396,18 @@ class SerReader(FrameReader):
         if self._trailer is None:
             return None
         lo, hi = max(0, int(lo)), min(int(hi), self._n)
-        return dotnet_ticks_to_unix_ns(np.array(self._trailer[lo:hi]))
+        self._require_bytes(HEADER_SIZE + self._declared_count * self.frame_bytes + 8 * hi)
+        ticks = np.array(self._trailer[lo:hi])
+        mm = getattr(self._trailer, "_mmap", None)
+        if mm is not None and hasattr(mmap, "MADV_DONTNEED") and hi > lo:
+            # give the pages read back (the trailer is mapped from its page-aligned start)
+            start = (self._trailer.offset % mmap.ALLOCATIONGRANULARITY) + 8 * lo
+            stop = min(start + 8 * (hi - lo), len(mm))
+            start -= start % _FAULT_AROUND
+            stop = min(stop + (-stop) % _FAULT_AROUND, len(mm))
+            with contextlib.suppress(OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
+        return dotnet_ticks_to_unix_ns(ticks)
 
     def metadata(self, index: int) -> dict[str, Any]:
         i = self._check_index(index)

@@ -263,20 +263,37 @@ class _Steps:
         self.values = np.zeros(0, dtype=np.int64)
         self.counts = np.zeros(0, dtype=np.int64)
         self.first = np.zeros(0, dtype=np.int64)
+        self._pending: list[tuple[NDArray[np.int64], NDArray[np.int64]]] = []
+        self._held = 0
 
     def add(self, d: NDArray[np.int64], frames: NDArray[np.int64]) -> None:
+        """Count steps ``d`` ending at ``frames``; merged in one sort once as many wait as
+        distinct values are held (at least 65,536): linear-logarithmic time overall."""
         if not d.size:
             return
+        self._pending.append((np.asarray(d, dtype=np.int64), np.asarray(frames, dtype=np.int64)))
+        self._held += d.size
+        if self._held >= max(self.values.size, 65_536):
+            self.merge()
+
+    def merge(self) -> None:
+        """Merge the steps waiting into the counts (done before they are read)."""
+        if not self._pending:
+            return
+        d = np.concatenate([p[0] for p in self._pending])
+        frames = np.concatenate([p[1] for p in self._pending])
+        self._pending, self._held = [], 0
         v, inv = np.unique(np.concatenate([self.values, d]), return_inverse=True)
         inv = inv.reshape(-1)
         counts = np.zeros(v.size, dtype=np.int64)
         np.add.at(counts, inv, np.concatenate([self.counts, np.ones(d.size, dtype=np.int64)]))
         first = np.full(v.size, np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(first, inv, np.concatenate([self.first, frames.astype(np.int64)]))
+        np.minimum.at(first, inv, np.concatenate([self.first, frames]))
         self.values, self.counts, self.first = v, counts, first
 
     def median(self) -> float:
         """What :func:`numpy.median` of all the steps gives."""
+        self.merge()
         m = int(self.counts.sum())
         cum = np.cumsum(self.counts)
         upper = self.values[int(np.searchsorted(cum, m // 2, side="right"))]
@@ -336,6 +353,7 @@ class FrameTally:
     def late(self, prev: Sequence[Any]) -> tuple[int, int | None, int | None, float | None]:
         """Late frames after ``prev`` (frames already indexed, as :func:`late_frames` takes
         them as context): ``(count, first late frame, its step in ns, cadence)``."""
+        self.steps.merge()
         both = _Steps()
         both.values, both.counts, both.first = self.steps.values, self.steps.counts, self.steps.first
         bridge: int | None = None  # the step from the last frame indexed to this file's first
@@ -347,6 +365,7 @@ class FrameTally:
             both.add(d[good], np.zeros(int(good.sum()), dtype=np.int64))
             if good[-1]:
                 bridge = int(d[-1])
+        both.merge()
         if int(both.counts.sum()) < 3:
             return 0, None, None, None
         cadence = both.median()

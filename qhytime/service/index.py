@@ -78,6 +78,7 @@ from qhytime.errors import (
     QhytimeError,
     RowModelError,
     StoreError,
+    TemporaryCopyError,
 )
 from qhytime.rowmodel import FrameGeometry, RowModel, RowTimes, row_times
 from qhytime.store import Base, CalibrationStore
@@ -86,7 +87,7 @@ from qhytime.validity import FrameReasons, own_time_trusted
 
 if TYPE_CHECKING:
     from qhytime.cluster import Executor
-    from qhytime.decode import DecodedFile
+    from qhytime.decode import ChunkPlan, DecodedFile
     from qhytime.readers import FrameReader
 
 FINGERPRINT_BYTES = 65_536
@@ -654,7 +655,14 @@ def _fill_from_reader(
     else:
         rec.status = "ok"
     if streaming:
-        rec.stream = _Stream(model=model, notes=notes, tail=tail)
+        from qhytime.decode import plan_chunks
+
+        try:  # the first pass (the file's cold read) here, not in the write transaction
+            plan = plan_chunks(reader, chunk_frames=DECODE_CHUNK_FRAMES)
+        except TemporaryCopyError as err:  # not the file's fault: said, never recorded
+            raise _NotRecorded(err.reason) from err
+        rec.stream = _Stream(model=model, notes=notes, tail=tail, facts=_facts(reader),
+                             plan=plan)  # fmt: skip
         if 0 < start_frame <= n:
             rec.previous = _frame_sequence_end(reader, start_frame - 1)
         return
@@ -708,12 +716,30 @@ def _frame_columns(decoded: DecodedFile, reader: FrameReader, skip: int = 0) -> 
 
 @dataclass
 class _Stream:
-    """What a streamed :class:`FileRecords` needs to finish its file row once every frame has
-    been read: the row model (for the span), the notes of the lookup and the truncation."""
+    """What a streamed :class:`FileRecords` needs: the first pass of its decoding (made when
+    it was planned), the facts of the file it was planned from, and, to finish its file row
+    once every frame has been read, the row model (for the span), the notes of the lookup
+    and the truncation."""
 
     model: RowModel | None
     notes: list[str]
     tail: str | None
+    facts: tuple[Any, ...]
+    plan: ChunkPlan
+
+
+class _NotRecorded(Exception):
+    """A file that cannot be indexed now for a reason outside it (no room for the temporary
+    copy of its blocks): reported, not recorded, so the next run tries it again."""
+
+
+def _facts(reader: FrameReader) -> tuple[Any, ...]:
+    """What the records of a file take from its header and layout beyond its frames: a file
+    must still show these when its planned records are written."""
+    t = reader.truncation
+    return (reader.kind, reader.width, reader.height, reader.bit_depth, reader.declared_frames,
+            None if t is None else t.reason, reader.structure_problem(),
+            getattr(reader, "has_trailer", None))  # fmt: skip
 
 
 def _no_frames(path: str) -> DecodedFile:
@@ -746,14 +772,20 @@ def _frame_sequence_end(reader: FrameReader, k: int) -> tuple[int | None, int | 
 
 
 def _stream_parts(rec: FileRecords) -> Iterator[FileRecords]:
-    """:meth:`FileRecords.parts` of streamed records."""
+    """:meth:`FileRecords.parts` of streamed records (their first pass closed after)."""
+
+    st = rec.stream
+    assert st is not None
+    with st.plan:
+        yield from _read_parts(rec, st)
+
+
+def _read_parts(rec: FileRecords, st: _Stream) -> Iterator[FileRecords]:
     from dataclasses import replace
 
     from qhytime import decode
     from qhytime.framerows import now_wander_text
 
-    st = rec.stream
-    assert st is not None
     model = st.model
     try:
         same = fingerprint(rec.path, rec.fingerprint_bytes)[0] == rec.fingerprint
@@ -766,12 +798,10 @@ def _stream_parts(rec: FileRecords) -> Iterator[FileRecords]:
     delays: list[int] = []
     good = 0
     with reader:
-        if len(reader) < rec.total_frames:
-            raise _Changed
+        if len(reader) < rec.total_frames or _facts(reader) != st.facts:
+            raise _Changed  # grown is fine; finished, cut or rewritten since: plan again
         try:
-            chunks = decode.decode_chunks(reader, frames=rec.total_frames,
-                                          chunk_frames=decode.DECODE_CHUNK_FRAMES)  # fmt: skip
-            for chunk in chunks:
+            for chunk in decode.decode_chunks(reader, plan=st.plan):
                 present = chunk.scan.present
                 if model is not None and present.any():
                     ends = chunk.unix_ns["end"][present]
@@ -788,14 +818,10 @@ def _stream_parts(rec: FileRecords) -> Iterator[FileRecords]:
                 if skip < len(chunk):
                     yield replace(rec, stream=None, columns=_frame_columns(chunk, reader, skip),
                                   reasons=chunk.reasons[skip:])  # fmt: skip
+        except TemporaryCopyError:  # not the file's fault: said, nothing written
+            raise
         except FrameReadError as err:
-            try:
-                same = fingerprint(rec.path, rec.fingerprint_bytes)[0] == rec.fingerprint
-            except OSError:
-                same = False
-            if same:  # not the file: e.g. no room for the temporary copy of its blocks
-                raise
-            raise _Changed from err  # the file changed under us: plan it again
+            raise _Changed from err  # the file changed under us (cut short): plan it again
     notes = list(st.notes)
     if good >= 3 and delays:
         text = now_wander_text(delays[0], delays[1], reader.path)
@@ -1218,7 +1244,7 @@ class FrameIndex:
             return plan
         try:
             return self.write(plan, expect=state, now_ns=now_ns)
-        except FrameReadError as err:  # a long file read part by part failed: nothing written
+        except TemporaryCopyError as err:  # a long file read part by part: nothing written
             return IngestResult(p, "error", status="error", message=err.reason)
 
     @staticmethod
@@ -1729,10 +1755,14 @@ def plan_ingest(
         rec = file_records(p, store, fallback=fallback, exposure_ns=exposure_ns,
                            start_frame=start, host=host, stream=stream)  # fmt: skip
         if start and not FrameIndex._continues(state, rec):
+            if rec.stream is not None:
+                rec.stream.plan.close()
             rec = file_records(p, store, fallback=fallback, exposure_ns=exposure_ns, host=host,
                                stream=stream)  # fmt: skip
     except FrameReadError as err:  # vanished between looks: nothing to record
         return IngestResult(p, "error", message=err.reason)
+    except _NotRecorded as err:  # e.g. no room for a long file's temporary copy: next time
+        return IngestResult(p, "error", status="error", message=str(err))
     if rec.status == "incomplete" and not record_incomplete:
         return IngestResult(p, "incomplete", message=rec.message, status=rec.status)
     return rec
