@@ -558,13 +558,13 @@ class _Run:
     def add(self, ratios: NDArray[np.float64]) -> None:
         """Count ``ratios`` (end-stamp step per sequence step) in the run's multiset.
 
-        New values wait until there are as many as the distinct ones held (at least 65,536),
+        New values wait until there are as many as the distinct ones held (at least 8,192),
         then are merged in one sort: linear-logarithmic time even when no step repeats."""
         if not ratios.size:
             return
         self.pending.append(ratios)
         self.held += ratios.size
-        if self.held >= max(self.values.size, 65_536):
+        if self.held >= max(self.values.size, 8_192):
             self._merge()
 
     def _merge(self) -> None:

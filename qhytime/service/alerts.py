@@ -268,12 +268,12 @@ class _Steps:
 
     def add(self, d: NDArray[np.int64], frames: NDArray[np.int64]) -> None:
         """Count steps ``d`` ending at ``frames``; merged in one sort once as many wait as
-        distinct values are held (at least 65,536): linear-logarithmic time overall."""
+        distinct values are held (at least 8,192): linear-logarithmic time overall."""
         if not d.size:
             return
         self._pending.append((np.asarray(d, dtype=np.int64), np.asarray(frames, dtype=np.int64)))
         self._held += d.size
-        if self._held >= max(self.values.size, 65_536):
+        if self._held >= max(self.values.size, 8_192):
             self.merge()
 
     def merge(self) -> None:
