@@ -11,6 +11,7 @@ from qhytime.cluster import open_executor
 from qhytime.decode import (
     DECODE_CHUNK_FRAMES,
     WHOLE_FILE_FRAMES,
+    ChunkPlan,
     DecodedFile,
     DecodedFrame,
     SeriesFile,
@@ -20,6 +21,7 @@ from qhytime.decode import (
     decode_paths,
     decode_reader,
     decode_series,
+    plan_chunks,
 )
 from qhytime.doctor import doctor_report
 from qhytime.errors import (
@@ -159,6 +161,7 @@ __all__ = [
     "CalibrationPinnedWarning",
     "CalibrationStore",
     "CameraSim",
+    "ChunkPlan",
     "ClusterError",
     "DecodedFile",
     "DecodedFrame",
@@ -259,6 +262,7 @@ __all__ = [
     "parse_iso_ns",
     "pixel_times",
     "pixel_to_icrs",
+    "plan_chunks",
     "plan_scan",
     "plot_fit",
     "plot_light_curve",
