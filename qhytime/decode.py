@@ -36,8 +36,9 @@ from qhytime.errors import FrameReadError, TemporaryCopyError, TruncatedFileErro
 from qhytime.gpsblock import BLOCK_SIZE, FIELD_NAMES, STAMP_NAMES, GpsBlock, GpsBlockArray, Stamp
 from qhytime.readers import FitsReader, FrameReader, expand_paths, open_frames
 from qhytime.readers.base import BlockScan
-from qhytime.timebase import stamp_unix_ns_pairs, unix_ns_to_iso, unix_ns_to_time
+from qhytime.timebase import stamp_unix_ns, stamp_unix_ns_pairs, unix_ns_to_iso, unix_ns_to_time
 from qhytime.validity import (
+    CountedValues,
     FrameReasons,
     RunAnchor,
     Sparse,
@@ -546,49 +547,12 @@ class _Chunk:
 
 @dataclass
 class _Run:
-    """A run of the sequence as the first pass of :func:`decode_chunks` sees it."""
+    """A run of the sequence as the first pass of :func:`decode_chunks` sees it: the origin
+    of its fits and its end-stamp steps per sequence step, counted."""
 
     end0: int
     lon0_raw: int
-    values: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
-    counts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    pending: list[NDArray[np.float64]] = field(default_factory=list)
-    held: int = 0  # values pending
-
-    def add(self, ratios: NDArray[np.float64]) -> None:
-        """Count ``ratios`` (end-stamp step per sequence step) in the run's multiset.
-
-        New values wait until there are as many as the distinct ones held (at least 8,192),
-        then are merged in one sort: linear-logarithmic time even when no step repeats."""
-        if not ratios.size:
-            return
-        self.pending.append(ratios)
-        self.held += ratios.size
-        if self.held >= max(self.values.size, 8_192):
-            self._merge()
-
-    def _merge(self) -> None:
-        if not self.pending:
-            return
-        v_new, c_new = np.unique(np.concatenate(self.pending), return_counts=True)
-        self.pending, self.held = [], 0
-        v, inv = np.unique(np.concatenate([self.values, v_new]), return_inverse=True)
-        c = np.zeros(v.size, dtype=np.int64)
-        np.add.at(c, inv.reshape(-1), np.concatenate([self.counts, c_new]))
-        self.values, self.counts = v, c
-
-    def period(self) -> float | None:
-        """The median of the ratios counted, exactly as :func:`numpy.median` of them all."""
-        self._merge()
-        m = int(self.counts.sum())
-        if m == 0:
-            return None
-        cum = np.cumsum(self.counts)
-        upper = self.values[int(np.searchsorted(cum, m // 2, side="right"))]
-        if m % 2:
-            return float(upper)
-        lower = self.values[int(np.searchsorted(cum, m // 2 - 1, side="right"))]
-        return float(np.mean(np.array([lower, upper])))
+    ratios: CountedValues = field(default_factory=lambda: CountedValues(np.float64))
 
 
 class ChunkPlan:
@@ -638,7 +602,7 @@ class ChunkPlan:
                 continue
             sub = scan.blocks.take(idx)
             seq, w, h = sub.sequence, sub.width, sub.height
-            end = stamp_unix_ns_pairs([sub.stamp_columns("end")[1:]], sub.pps_count)[0][0]
+            end = stamp_unix_ns(*sub.stamp_columns("end")[1:], sub.pps_count)
             m = idx.size
             if last is None:  # the file's first frame with a block starts run 0
                 brk = np.concatenate([[True], (w[1:] != w[:-1]) | (h[1:] != h[:-1])])
@@ -671,13 +635,13 @@ class ChunkPlan:
                 ratios = (t - t_prev)[fwd] / steps[fwd]
                 runs_fwd = run[fwd]
                 for r in np.unique(runs_fwd).tolist():
-                    self.runs[r].add(ratios[runs_fwd == r])
+                    self.runs[r].ratios.add(ratios[runs_fwd == r])
             for item in zip(frames[-_CONTEXT:].tolist(), run[-_CONTEXT:].tolist(),
                             x[-_CONTEXT:].tolist(), strict=True):  # fmt: skip
                 tail.append(item)
             seen += m
             last = (int(seq[-1]), int(w[-1]), int(h[-1]), int(run[-1]), int(x[-1]), int(end[-1]))
-        self._periods = [r.period() for r in self.runs]
+        self._periods = [r.ratios.median() for r in self.runs]
         spill.flush()  # a full disk is found here, in the first pass, not later
 
     def spilled(self, a: int, b: int) -> NDArray[np.uint8] | None:
@@ -838,14 +802,7 @@ def _decode_open(
     if decoded.truncation is None and reader.declared_frames == 0:
         tail = [_error(name, "the file holds no frames").records[0]]
     elif decoded.truncation is not None:
-        tail = [
-            DecodedFrame(
-                file=name,
-                frame=decoded.truncation.complete_frames,
-                status=STATUS_ERROR,
-                reasons=[decoded.truncation.reason],
-            )
-        ]
+        tail = [_truncation_record(name, decoded.truncation)]
     else:
         tail = []
     return SeriesFile(path=name, decoded=decoded, exposure=exposure, records=tail), single
@@ -868,10 +825,14 @@ def _decode_open_chunks(
         yield _error(name, _why(exc, name))
         return
     if reader.truncation is not None:
-        t = reader.truncation
-        rec = DecodedFrame(file=name, frame=t.complete_frames, status=STATUS_ERROR,
-                           reasons=[t.reason])  # fmt: skip
-        yield SeriesFile(path=name, decoded=None, exposure=exposure, records=[rec])
+        yield SeriesFile(path=name, decoded=None, exposure=exposure,
+                         records=[_truncation_record(name, reader.truncation)])  # fmt: skip
+
+
+def _truncation_record(name: str, truncation: TruncatedFileError) -> DecodedFrame:
+    """The ``error`` record that follows a truncated file's complete frames."""
+    return DecodedFrame(file=name, frame=truncation.complete_frames, status=STATUS_ERROR,
+                        reasons=[truncation.reason])  # fmt: skip
 
 
 def _decode_stream(

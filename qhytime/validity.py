@@ -822,6 +822,94 @@ def consistency_reasons(
     return out.dense(len(blocks))
 
 
+class CountedValues:
+    """A multiset of numbers held as its distinct values, each with its count and the
+    smallest tag it came with (e.g. the first frame a step ends at): memory grows with the
+    distinct values, not with the values counted. New values wait until as many are pending
+    as distinct values are held (at least :data:`COUNT_BATCH`), then are merged in one
+    sort, so counting ``n`` values takes ``O(n log n)`` even when none repeats.
+
+    The cadence of a long file's run and the late frames of an index part are counted this
+    way, chunk by chunk, to the same exact median as :func:`numpy.median` of all the values.
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        Of the values (int64 steps in ns stay integers).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> c = CountedValues(np.int64)
+    >>> c.add(np.array([20, 21, 20]), np.array([4, 5, 6]))
+    >>> c.add(np.array([90]), np.array([2]))
+    >>> c.total(), c.median(), c.values.tolist(), c.counts.tolist(), c.tags.tolist()
+    (4, 20.5, [20, 21, 90], [2, 1, 1], [4, 5, 2])
+    """
+
+    def __init__(self, dtype: Any) -> None:
+        self.values: NDArray[Any] = np.zeros(0, dtype=dtype)
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.tags = np.zeros(0, dtype=np.int64)
+        self._pending: list[tuple[NDArray[Any], NDArray[np.int64]]] = []
+        self._held = 0
+
+    def add(self, values: ArrayLike, tags: ArrayLike | None = None) -> None:
+        """Count ``values``, each with its tag (0 when none is given)."""
+        v = np.asarray(values, dtype=self.values.dtype).reshape(-1)
+        if not v.size:
+            return
+        t = np.zeros(v.size, dtype=np.int64) if tags is None else np.asarray(tags, np.int64)
+        self._pending.append((v, t.reshape(-1)))
+        self._held += v.size
+        if self._held >= max(self.values.size, COUNT_BATCH):
+            self.merge()
+
+    def merge(self) -> None:
+        """Merge the values waiting into the counts (done before they are read)."""
+        if not self._pending:
+            return
+        new = np.concatenate([p[0] for p in self._pending])
+        new_tags = np.concatenate([p[1] for p in self._pending])
+        self._pending, self._held = [], 0
+        v, inv = np.unique(np.concatenate([self.values, new]), return_inverse=True)
+        inv = inv.reshape(-1)
+        counts = np.zeros(v.size, dtype=np.int64)
+        np.add.at(counts, inv, np.concatenate([self.counts, np.ones(new.size, dtype=np.int64)]))
+        tags = np.full(v.size, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(tags, inv, np.concatenate([self.tags, new_tags]))
+        self.values, self.counts, self.tags = v, counts, tags
+
+    def copy(self) -> CountedValues:
+        """A copy to count more values into (this one unchanged)."""
+        self.merge()
+        out = CountedValues(self.values.dtype)
+        out.values, out.counts, out.tags = self.values, self.counts, self.tags
+        return out
+
+    def total(self) -> int:
+        """How many values were counted."""
+        self.merge()
+        return int(self.counts.sum())
+
+    def median(self) -> float | None:
+        """:func:`numpy.median` of every value counted, exactly (None when there are none)."""
+        m = self.total()
+        if m == 0:
+            return None
+        cum = np.cumsum(self.counts)
+        upper = self.values[int(np.searchsorted(cum, m // 2, side="right"))]
+        if m % 2:
+            return float(np.median(np.array([upper])))
+        lower = self.values[int(np.searchsorted(cum, m // 2 - 1, side="right"))]
+        return float(np.median(np.array([lower, upper])))
+
+
+COUNT_BATCH = 8192
+"""Values :class:`CountedValues` lets wait before a merge, at least (its merge's transient
+memory stays below 1 MiB)."""
+
+
 class RunAnchor(NamedTuple):
     """What the checks of a run take from the whole run when they see only part of it (a
     chunk of a long file, :func:`qhytime.decode.decode_chunks`): with these, the part's

@@ -8,6 +8,8 @@ look at (bytes, sequence numbers, stamps, sizes, zeroed blocks, flipped frames).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from damaged import H, W
@@ -99,3 +101,24 @@ def test_decode_paths_in_chunks_equal_whole(tmp_path, monkeypatch):
         assert [r.to_dict() for r in decode_paths(files, chunk_frames=chunk)] == whole
     tail = [r for r in whole if r["file"] == str(cut)]
     assert tail[-1]["status"] == "error" and tail[-1]["frame"] == len(tail) - 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.integers(-(10**15), 10**15), min_size=1, max_size=80),
+       cuts=st.lists(st.integers(0, 80), max_size=4), floats=st.booleans())  # fmt: skip
+def test_counted_values_median_and_first_tags(values, cuts, floats):
+    """The cadence counted part by part: numpy.median of all the values, exactly, and each
+    distinct value tagged with the first place it occurred."""
+    from qhytime.validity import CountedValues
+
+    v = np.array(values, dtype=np.int64)
+    if floats:
+        v = v.astype(np.float64) / 7.0
+    c = CountedValues(v.dtype)
+    edges = sorted({0, len(v), *(min(k, len(v)) for k in cuts)})
+    for a, b in itertools.pairwise(edges):
+        c.add(v[a:b], np.arange(a, b))
+    assert c.total() == len(v)
+    assert c.median() == float(np.median(v))
+    first = {x: i for i, x in reversed(list(enumerate(v.tolist())))}
+    assert c.tags.tolist() == [first[x] for x in c.values.tolist()]

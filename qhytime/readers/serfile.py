@@ -341,22 +341,9 @@ class SerReader(FrameReader):
         ``MADV_DONTNEED`` gives back the pages this process mapped (read-only file pages:
         they are read again from the page cache if touched again).
         """
-        mm = getattr(self._data, "_mmap", None)
-        advice = getattr(mmap, name, None)
-        if mm is None or advice is None:
-            return
         # numpy maps from the offset rounded down to the allocation granularity
         base = HEADER_SIZE % mmap.ALLOCATIONGRANULARITY
-        first = base + lo * self.frame_bytes
-        last = base + hi * self.frame_bytes
-        # the kernel maps the pages around a fault too (fault-around, 64 KiB): give those
-        # back with the rest, or every gather leaves up to 15 pages mapped
-        span = _FAULT_AROUND if name == "MADV_DONTNEED" else mmap.PAGESIZE
-        first -= first % span
-        last = min(last + (-last) % span, len(mm))
-        if last > first:
-            with contextlib.suppress(OSError, ValueError):
-                mm.madvise(advice, first, last - first)
+        _madvise(self._data, name, base + lo * self.frame_bytes, base + hi * self.frame_bytes)
 
     def _require_bytes(self, size: int) -> None:
         """Refuse to read a mapping past the file's end (that would kill the process with
@@ -398,15 +385,8 @@ class SerReader(FrameReader):
         lo, hi = max(0, int(lo)), min(int(hi), self._n)
         self._require_bytes(HEADER_SIZE + self._declared_count * self.frame_bytes + 8 * hi)
         ticks = np.array(self._trailer[lo:hi])
-        mm = getattr(self._trailer, "_mmap", None)
-        if mm is not None and hasattr(mmap, "MADV_DONTNEED") and hi > lo:
-            # give the pages read back (the trailer is mapped from its page-aligned start)
-            start = (self._trailer.offset % mmap.ALLOCATIONGRANULARITY) + 8 * lo
-            stop = min(start + 8 * (hi - lo), len(mm))
-            start -= start % _FAULT_AROUND
-            stop = min(stop + (-stop) % _FAULT_AROUND, len(mm))
-            with contextlib.suppress(OSError, ValueError):
-                mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
+        base = self._trailer.offset % mmap.ALLOCATIONGRANULARITY  # as for the frames
+        _madvise(self._trailer, "MADV_DONTNEED", base + 8 * lo, base + 8 * hi)  # read: given back
         return dotnet_ticks_to_unix_ns(ticks)
 
     def metadata(self, index: int) -> dict[str, Any]:
@@ -428,6 +408,24 @@ class SerReader(FrameReader):
 
     def close(self) -> None:
         self._data = np.zeros((0, self.frame_bytes), dtype=np.uint8)
+
+
+def _madvise(mapped: Any, name: str, first: int, last: int) -> None:
+    """``madvise`` bytes ``first..last-1`` of a numpy memmap's mapping, widened to whole pages
+    (where the system has that advice). ``MADV_DONTNEED`` gives back the pages this process
+    mapped (read-only file pages: read again from the page cache if touched again), widened
+    to whole 64 KiB windows: the kernel maps the pages around a fault too (fault-around), and
+    every gather would leave up to 15 of them mapped."""
+    mm = getattr(mapped, "_mmap", None)
+    advice = getattr(mmap, name, None)
+    if mm is None or advice is None:
+        return
+    span = _FAULT_AROUND if name == "MADV_DONTNEED" else mmap.PAGESIZE
+    first -= first % span
+    last = min(last + (-last) % span, len(mm))
+    if last > first:
+        with contextlib.suppress(OSError, ValueError):
+            mm.madvise(advice, first, last - first)
 
 
 def _swap_pairs(raw: NDArray[np.uint8]) -> NDArray[np.uint8]:

@@ -59,7 +59,7 @@ from qhytime.service.index import (
     IndexFrame,
     iso,
 )
-from qhytime.validity import reason_code
+from qhytime.validity import CountedValues, reason_code
 
 if TYPE_CHECKING:
     from qhytime.service.index import FileRecords
@@ -254,55 +254,6 @@ def _add(
                    raised_ns=now_ns))  # fmt: skip
 
 
-class _Steps:
-    """Steps between consecutive frames as a multiset: each distinct end-stamp difference (ns)
-    with its count and the first frame it ends at (memory: one entry per distinct step,
-    not per frame)."""
-
-    def __init__(self) -> None:
-        self.values = np.zeros(0, dtype=np.int64)
-        self.counts = np.zeros(0, dtype=np.int64)
-        self.first = np.zeros(0, dtype=np.int64)
-        self._pending: list[tuple[NDArray[np.int64], NDArray[np.int64]]] = []
-        self._held = 0
-
-    def add(self, d: NDArray[np.int64], frames: NDArray[np.int64]) -> None:
-        """Count steps ``d`` ending at ``frames``; merged in one sort once as many wait as
-        distinct values are held (at least 8,192): linear-logarithmic time overall."""
-        if not d.size:
-            return
-        self._pending.append((np.asarray(d, dtype=np.int64), np.asarray(frames, dtype=np.int64)))
-        self._held += d.size
-        if self._held >= max(self.values.size, 8_192):
-            self.merge()
-
-    def merge(self) -> None:
-        """Merge the steps waiting into the counts (done before they are read)."""
-        if not self._pending:
-            return
-        d = np.concatenate([p[0] for p in self._pending])
-        frames = np.concatenate([p[1] for p in self._pending])
-        self._pending, self._held = [], 0
-        v, inv = np.unique(np.concatenate([self.values, d]), return_inverse=True)
-        inv = inv.reshape(-1)
-        counts = np.zeros(v.size, dtype=np.int64)
-        np.add.at(counts, inv, np.concatenate([self.counts, np.ones(d.size, dtype=np.int64)]))
-        first = np.full(v.size, np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(first, inv, np.concatenate([self.first, frames]))
-        self.values, self.counts, self.first = v, counts, first
-
-    def median(self) -> float:
-        """What :func:`numpy.median` of all the steps gives."""
-        self.merge()
-        m = int(self.counts.sum())
-        cum = np.cumsum(self.counts)
-        upper = self.values[int(np.searchsorted(cum, m // 2, side="right"))]
-        if m % 2:
-            return float(np.median(np.array([upper])))
-        lower = self.values[int(np.searchsorted(cum, m // 2 - 1, side="right"))]
-        return float(np.median(np.array([lower, upper])))
-
-
 class FrameTally:
     """What the alerts of a file's newly written frames need, gathered part by part (a long
     file is written in chunks): the reasons' kinds with their counts and first frame, the
@@ -313,7 +264,7 @@ class FrameTally:
         self.found: dict[str, list[Any]] = {}  # kind -> [count, frame, reason, t_ns]
         self.first: tuple[int, int, int] | None = None  # (frame, sequence, end_ns)
         self.last: tuple[int, int, int] | None = None
-        self.steps = _Steps()
+        self.steps = CountedValues(np.int64)  # good steps (ns), tagged with the frame ending them
         self.frames = 0
 
     def add(self, rec: FileRecords) -> None:
@@ -353,22 +304,20 @@ class FrameTally:
     def late(self, prev: Sequence[Any]) -> tuple[int, int | None, int | None, float | None]:
         """Late frames after ``prev`` (frames already indexed, as :func:`late_frames` takes
         them as context): ``(count, first late frame, its step in ns, cadence)``."""
-        self.steps.merge()
-        both = _Steps()
-        both.values, both.counts, both.first = self.steps.values, self.steps.counts, self.steps.first
+        both = self.steps.copy()
         bridge: int | None = None  # the step from the last frame indexed to this file's first
         if prev and self.first is not None:
             p_seq = np.array([p[0] for p in prev] + [self.first[1]], dtype=np.int64)
             p_end = np.array([p[1] for p in prev] + [self.first[2]], dtype=np.int64)
             d = np.diff(p_end)
             good = (np.diff(p_seq) % SEQ_MOD == 1) & (d > 0)
-            both.add(d[good], np.zeros(int(good.sum()), dtype=np.int64))
+            both.add(d[good])
             if good[-1]:
                 bridge = int(d[-1])
-        both.merge()
-        if int(both.counts.sum()) < 3:
+        if both.total() < 3:
             return 0, None, None, None
         cadence = both.median()
+        assert cadence is not None
         threshold = LATE_FACTOR * cadence
         late = self.steps.values > threshold
         count = int(self.steps.counts[late].sum())
@@ -378,8 +327,8 @@ class FrameTally:
             return count + 1, self.first[0], bridge, cadence
         if not late.any():
             return count, None, None, cadence
-        j = int(np.argmin(np.where(late, self.steps.first, np.iinfo(np.int64).max)))
-        return count, int(self.steps.first[j]), int(self.steps.values[j]), cadence
+        j = int(np.argmin(np.where(late, self.steps.tags, np.iinfo(np.int64).max)))
+        return count, int(self.steps.tags[j]), int(self.steps.values[j]), cadence
 
 
 def file_alerts(

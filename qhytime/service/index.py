@@ -49,7 +49,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -675,15 +675,9 @@ def _fill_from_reader(
             (int(scan.blocks.sequence[k]), int(decoded.unix_ns["end"][k]))
             if scan.present[k] else (None, None)
         )  # fmt: skip
-    if model is not None and exp is not None and rec.height:
-        present = scan.present
-        if present.any():
-            ends = decoded.unix_ns["end"][present]
-            refs = decoded.unix_ns[model.reference][present]
-            rec.span_lo_ns, rec.span_hi_ns = _span(
-                model, rec.height, rec.crop_y or 0, rec.binning or 1, exp,
-                int((refs - ends).min()), int((refs - ends).max()),
-            )  # fmt: skip
+    extent = _Extent(model)
+    extent.add(decoded)
+    extent.set_span(rec)
 
 
 def _frame_columns(decoded: DecodedFile, reader: FrameReader, skip: int = 0) -> dict[str, Any]:
@@ -761,14 +755,13 @@ def _no_frames(path: str) -> DecodedFile:
 
 def _frame_sequence_end(reader: FrameReader, k: int) -> tuple[int | None, int | None]:
     """``(sequence, end_ns)`` of frame ``k`` alone, ``(None, None)`` when it has no block."""
-    from qhytime.timebase import stamp_unix_ns_pairs
+    from qhytime.timebase import stamp_unix_ns
 
     scan = reader.scan_blocks(k, k + 1)
     if not scan.present[0]:
         return None, None
     b = scan.blocks
-    end = stamp_unix_ns_pairs([b.stamp_columns("end")[1:]], b.pps_count)[0][0]
-    return int(b.sequence[0]), int(end[0])
+    return int(b.sequence[0]), int(stamp_unix_ns(*b.stamp_columns("end")[1:], b.pps_count)[0])
 
 
 def _stream_parts(rec: FileRecords) -> Iterator[FileRecords]:
@@ -784,9 +777,7 @@ def _read_parts(rec: FileRecords, st: _Stream) -> Iterator[FileRecords]:
     from dataclasses import replace
 
     from qhytime import decode
-    from qhytime.framerows import now_wander_text
 
-    model = st.model
     try:
         same = fingerprint(rec.path, rec.fingerprint_bytes)[0] == rec.fingerprint
         reader = open_for_index(rec.path) if same else None
@@ -794,26 +785,13 @@ def _read_parts(rec: FileRecords, st: _Stream) -> Iterator[FileRecords]:
         raise _Changed from err
     if reader is None:
         raise _Changed
-    span: list[int] = []
-    delays: list[int] = []
-    good = 0
+    extent = _Extent(st.model)
     with reader:
         if len(reader) < rec.total_frames or _facts(reader) != st.facts:
             raise _Changed  # grown is fine; finished, cut or rewritten since: plan again
         try:
             for chunk in decode.decode_chunks(reader, plan=st.plan):
-                present = chunk.scan.present
-                if model is not None and present.any():
-                    ends = chunk.unix_ns["end"][present]
-                    d = chunk.unix_ns[model.reference][present] - ends
-                    span = [min([*span[:1], int(d.min())]), max([*span[1:], int(d.max())])]
-                    if model.reference == "now":
-                        ok = chunk.reasons.ok() & present
-                        if ok.any():
-                            delay = (chunk.unix_ns["now"] - chunk.unix_ns["end"])[ok]
-                            good += int(ok.sum())
-                            delays = [min([*delays[:1], int(delay.min())]),
-                                      max([*delays[1:], int(delay.max())])]  # fmt: skip
+                extent.add(chunk)
                 skip = max(rec.start_frame - chunk.first_frame, 0)
                 if skip < len(chunk):
                     yield replace(rec, stream=None, columns=_frame_columns(chunk, reader, skip),
@@ -822,17 +800,54 @@ def _read_parts(rec: FileRecords, st: _Stream) -> Iterator[FileRecords]:
             raise
         except FrameReadError as err:
             raise _Changed from err  # the file changed under us (cut short): plan it again
-    notes = list(st.notes)
-    if good >= 3 and delays:
-        text = now_wander_text(delays[0], delays[1], reader.path)
-        if text is not None:
-            notes.append(text)
-    rec.message = "; ".join([*notes, *([st.tail] if st.tail else [])])
-    exp = rec.exposure_ns
-    if model is not None and exp is not None and rec.height and span:
-        rec.span_lo_ns, rec.span_hi_ns = _span(
-            model, rec.height, rec.crop_y or 0, rec.binning or 1, exp, span[0], span[1]
-        )
+    note = extent.now_note(reader.path)
+    rec.message = "; ".join([*st.notes, *([note] if note else []), *([st.tail] if st.tail else [])])
+    extent.set_span(rec)
+
+
+class _Extent:
+    """What a file's row span and its now-stamp note take from all its frames, gathered part
+    by part (:meth:`add` each decoded part): how far the model's reference stamp lies after
+    the end stamp (least, most), and how far the now stamp follows it in good frames."""
+
+    def __init__(self, model: RowModel | None) -> None:
+        self.model = model
+        self.ref: tuple[int, int] | None = None
+        self.delay: tuple[int, int] | None = None
+        self.good = 0
+
+    def add(self, d: DecodedFile) -> None:
+        present = d.scan.present
+        if self.model is None or not present.any():
+            return
+        ends = d.unix_ns["end"]
+        self.ref = _widen(self.ref, (d.unix_ns[self.model.reference] - ends)[present])
+        if self.model.reference == "now":
+            ok = d.reasons.ok() & present
+            if ok.any():
+                self.good += int(ok.sum())
+                self.delay = _widen(self.delay, (d.unix_ns["now"] - ends)[ok])
+
+    def now_note(self, path: str) -> str | None:
+        """The now-stamp note (:func:`~qhytime.framerows.now_wander_text`), or None."""
+        from qhytime.framerows import now_wander_text
+
+        if self.good < 3 or self.delay is None:
+            return None
+        return now_wander_text(self.delay[0], self.delay[1], path)
+
+    def set_span(self, rec: FileRecords) -> None:
+        """``rec``'s earliest row start and latest row end after its end stamps."""
+        exp = rec.exposure_ns
+        if self.model is not None and exp is not None and rec.height and self.ref is not None:
+            rec.span_lo_ns, rec.span_hi_ns = _span(
+                self.model, rec.height, rec.crop_y or 0, rec.binning or 1, exp, *self.ref
+            )
+
+
+def _widen(bounds: tuple[int, int] | None, values: NDArray[np.int64]) -> tuple[int, int]:
+    lo, hi = int(values.min()), int(values.max())
+    return (lo, hi) if bounds is None else (min(bounds[0], lo), max(bounds[1], hi))
 
 
 def _span(
