@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,9 +11,10 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:
@@ -103,29 +105,49 @@ def run_measured(
     from this process it would inherit this process's peak RSS. A run longer than
     ``timeout`` is killed with its process group (exit code -9).
     """
+    with _launched(cmd, env, cwd, stdout, stderr_path) as (proc, report, _):
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return Measured(timeout, float("nan"), -9, f"killed after {timeout} s")
+        got, text = report()
+    if not got:
+        return _launcher_failed(proc, text)
+    return Measured(got["wall_s"], got["maxrss_kib"] / 1024, got["returncode"], text)
+
+
+@contextlib.contextmanager
+def _launched(
+    cmd: Sequence[str], env: dict[str, str] | None, cwd: str | os.PathLike[str] | None,
+    stdout: int | None, stderr_path: str | os.PathLike[str] | None,
+) -> Iterator[tuple[subprocess.Popen[bytes], Callable[[], tuple[dict[str, Any], str]], float]]:
+    """``cmd`` started by the launcher in a session of its own; a function that reads what
+    the launcher reported (once the command has ended, inside the ``with``) and the
+    command's stderr; and the ``perf_counter`` just before the start."""
     fd, result = tempfile.mkstemp(suffix=".json", prefix="qhytime-bench-")
     os.close(fd)
+
+    def report() -> tuple[dict[str, Any], str]:
+        got = json.loads(Path(result).read_text() or "{}")
+        text = Path(stderr_path).read_text(errors="replace") if stderr_path else ""
+        return got, text
+
     try:
         with open(stderr_path or os.devnull, "wb") as err:
+            t0 = time.perf_counter()
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(LAUNCHER), result, *cmd], env=env, cwd=cwd,
                 stdout=stdout, stderr=err, start_new_session=True,
             )  # fmt: skip
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                return Measured(timeout, float("nan"), -9, f"killed after {timeout} s")
-        got = json.loads(Path(result).read_text() or "{}")
+            yield proc, report, t0
     finally:
         os.unlink(result)
-    text = Path(stderr_path).read_text(errors="replace") if stderr_path else ""
-    if not got:
-        return Measured(
-            float("nan"), float("nan"), proc.returncode or -1, text or "launcher failed"
-        )
-    return Measured(got["wall_s"], got["maxrss_kib"] / 1024, got["returncode"], text)
+
+
+def _launcher_failed(proc: subprocess.Popen[bytes], text: str) -> Measured:
+    return Measured(float("nan"), float("nan"), proc.returncode or -1, text or "launcher failed")
 
 
 def _children(pid: int) -> list[int]:
@@ -166,44 +188,31 @@ def run_until(
     SIGTERM: killed with its process group (exit code -9, ``wall_s`` NaN). Ended by itself
     before ``done()`` held: ``wall_s`` NaN and the exit code, or -1 for 0.
     """
-    fd, result = tempfile.mkstemp(suffix=".json", prefix="qhytime-bench-")
-    os.close(fd)
     held: float | None = None
-    try:
-        with open(stderr_path or os.devnull, "wb") as err:
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(LAUNCHER), result, *cmd], env=env, cwd=cwd,
-                stdout=stdout, stderr=err, start_new_session=True,
-            )  # fmt: skip
-            try:
-                while proc.poll() is None and time.perf_counter() - t0 < timeout:
-                    if done():
-                        held = time.perf_counter() - t0
-                        break
-                    time.sleep(poll_s)
-                if held is not None:
-                    # the command only: the launcher must live on to report its peak RSS
-                    for child in _children(proc.pid):
-                        os.kill(child, signal.SIGTERM)
-                    proc.wait(timeout=stop_timeout)
-                elif proc.poll() is None:
-                    raise subprocess.TimeoutExpired(cmd, timeout)
-            except BaseException as exc:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                if isinstance(exc, subprocess.TimeoutExpired):
-                    return Measured(float("nan"), float("nan"), -9,
-                                    f"killed after {exc.timeout} s")  # fmt: skip
-                raise
-        got = json.loads(Path(result).read_text() or "{}")
-    finally:
-        os.unlink(result)
-    text = Path(stderr_path).read_text(errors="replace") if stderr_path else ""
+    with _launched(cmd, env, cwd, stdout, stderr_path) as (proc, report, t0):
+        try:
+            while proc.poll() is None and time.perf_counter() - t0 < timeout:
+                if done():
+                    held = time.perf_counter() - t0
+                    break
+                time.sleep(poll_s)
+            if held is not None:
+                # the command only: the launcher must live on to report its peak RSS
+                for child in _children(proc.pid):
+                    os.kill(child, signal.SIGTERM)
+                proc.wait(timeout=stop_timeout)
+            elif proc.poll() is None:
+                raise subprocess.TimeoutExpired(cmd, timeout)
+        except BaseException as exc:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                return Measured(float("nan"), float("nan"), -9,
+                                f"killed after {exc.timeout} s")  # fmt: skip
+            raise
+        got, text = report()
     if not got:
-        return Measured(
-            float("nan"), float("nan"), proc.returncode or -1, text or "launcher failed"
-        )
+        return _launcher_failed(proc, text)
     if held is None:
         return Measured(float("nan"), got["maxrss_kib"] / 1024, got["returncode"] or -1,
                         text or "ended before the condition held")  # fmt: skip

@@ -9,7 +9,6 @@ in ``test_service_index.py``); the streamed path runs with chunks of a few frame
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -19,10 +18,10 @@ from damaged import damaged_frames
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from test_service_alerts import stale_stream
 from test_service_index import add_calibration, ser_bytes, ser_header
 
 import qhytime.decode
-from qhytime.gpsblock import embed_block
 from qhytime.readers.serfile import write_ser
 from qhytime.service import index as index_mod
 from qhytime.service.index import AlertRow, FrameIndex, IndexFile, IndexFrame
@@ -103,15 +102,10 @@ def test_stale_frame_and_neighbour_files_streamed_equal_whole(db_url, tmp_path, 
     """A live stream with a stale frame (late_frame), and a second file continuing the run
     after a gap (a sequence alert across files)."""
     sim = CameraSim(width=64, height=16, exposure_us=5000.0, frame_interval_us=6000.0)
-    frames = []
-    for i in range(40):
-        shot = sim.frame(i if i < 23 else i + 1, noise=False)
-        img = shot.image.copy()
-        embed_block(img, dataclasses.replace(shot.block, sequence=sim.sequence0 + i))
-        frames.append(img)
+    frames = stale_stream(sim, 40, 23)
     first, second = tmp_path / "a.ser", tmp_path / "b.ser"
-    write_ser(first, np.stack(frames[:30]))
-    write_ser(second, np.stack(frames[33:]))  # three frames missing between the files
+    write_ser(first, frames[:30])
+    write_ser(second, frames[33:])  # three frames missing between the files
 
     def steps(index):
         add_calibration(index.store, first)

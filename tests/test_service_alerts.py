@@ -53,17 +53,23 @@ def test_sequence_gap_across_files_even_when_indexed_out_of_order(db_url: str, t
         assert "1 frame(s) missing before sequence 7 (previous 5)" in gap.message
 
 
-def test_stale_frame_one_period_late_in_a_live_stream(db_url: str, tmp_path: Path) -> None:
-    """Frames every 6 ms; the SDK hands over frame 5 one period late: its block has the next
-    sequence number but the time of frame 6, and the stream goes on from there."""
-    sim = CameraSim(width=64, height=16, exposure_us=5000.0, frame_interval_us=6000.0)
+def stale_stream(sim: CameraSim, n: int, late_at: int) -> np.ndarray:
+    """``n`` frames of a live stream whose frame ``late_at`` the SDK hands over one period
+    late: its block has the next sequence number but the time of the frame after, and the
+    stream goes on from there."""
     frames = []
-    for i in range(12):
-        shot = sim.frame(i if i < 5 else i + 1, noise=False)
+    for i in range(n):
+        shot = sim.frame(i if i < late_at else i + 1, noise=False)
         img = shot.image.copy()
         embed_block(img, dataclasses.replace(shot.block, sequence=sim.sequence0 + i))
         frames.append(img)
-    write_ser(tmp_path / "stale.ser", np.stack(frames))
+    return np.stack(frames)
+
+
+def test_stale_frame_one_period_late_in_a_live_stream(db_url: str, tmp_path: Path) -> None:
+    """Frames every 6 ms; the SDK hands over frame 5 one period late."""
+    sim = CameraSim(width=64, height=16, exposure_us=5000.0, frame_interval_us=6000.0)
+    write_ser(tmp_path / "stale.ser", stale_stream(sim, 12, 5))
     with FrameIndex(db_url) as index:
         index.ingest(tmp_path / "stale.ser", exposure_ns=5_000_000)
         (late,) = [a for a in list_alerts(index) if a.kind == "late_frame"]
