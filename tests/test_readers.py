@@ -553,6 +553,40 @@ def test_ser_pixel_depth_lie_flags_every_frame(tmp_path: Path, data_dir: Path) -
     assert any("PixelDepthPerPlane 8 is wrong" in x for x in d.reasons[6])
 
 
+def test_ser_half_recorded_16_bit_is_truncated_not_8_bit(tmp_path: Path, data_dir: Path) -> None:
+    # A 16-bit file holding exactly half the frames its header announces is the size the
+    # announced frames would take in 8-bit samples: the blocks, every frame in sequence at
+    # the 16-bit spacing, say it is cut short (e.g. still being written with its count).
+    src = data_dir / "video16.ser"
+    with open_frames(src) as r:
+        body = HEADER_SIZE + len(r) * r.frame_bytes
+        n = len(r)
+    p = tmp_path / "half.ser"
+    p.write_bytes(_ser_field(src, tmp_path / "c.ser", 38, 2 * n).read_bytes()[:body])
+    d, whole = decode_file(p), decode_file(src)
+    assert len(d) == n and d.ok.all()
+    assert d.unix_ns["end"].tolist() == whole.unix_ns["end"].tolist()
+    with open_frames(p) as r:
+        assert r.structure_problem() is None and r.truncation is not None
+        assert r.truncation.complete_frames == n and r.truncation.declared_frames == 2 * n
+
+
+def test_ser_8_bit_data_announced_as_16_bit_is_flagged(tmp_path: Path) -> None:
+    # The same size the other way round: 8-bit frames under a 16-bit header read as half
+    # the frames, each holding every other block; the blocks in sequence at the 8-bit
+    # spacing say the header is wrong.
+    frames = np.zeros((8, 4, 64), dtype=np.uint8)
+    for i, img in enumerate(frames):
+        embed_block(img, make_series_block(i, width=64, height=4))
+    p = tmp_path / "d16.ser"
+    write_ser(p, frames)
+    p = _ser_field(p, tmp_path / "lie.ser", 34, 16)
+    d = decode_file(p)
+    assert len(d) == 4 and not d.ok.any()
+    assert all("file_structure" in [reason_code(x) for x in r] for r in d.reasons)
+    assert "the size fits 8-bit samples: PixelDepthPerPlane 16 is wrong" in d.reasons[0][0]
+
+
 @pytest.mark.parametrize(
     ("offset", "value", "code"),
     [(38, 24, "file_structure"), (26, 479, "file_structure"), (30, 39, "file_structure"),

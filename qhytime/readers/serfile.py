@@ -15,7 +15,10 @@ one is a :class:`~qhytime.errors.FrameReadError`). The file's size must then be 
 frames x frame bytes, with or without the 8-byte-per-frame time trailer: a file shorter
 than that is truncated (its complete frames stay good); any other size means the header
 does not describe the data (e.g. ``PixelDepth`` 8 on 16-bit data, where frame 6 would read
-frame 3's block), and every frame gets a ``file_structure`` reason.
+frame 3's block), and every frame gets a ``file_structure`` reason. A shorter size that
+another sample size would fit exactly (a 16-bit file holding half its announced frames
+fits 8-bit samples) is decided by the GPS blocks: the header stands unless the first
+frames' blocks run in sequence only at the other spacing.
 """
 
 from __future__ import annotations
@@ -191,7 +194,7 @@ class SerReader(FrameReader):
             count = 0  # no trailer is looked for
         else:
             self._n = int(min(available, count))
-            self._structure = self._structure_check(size, count)
+            self._structure = self._structure_check(fh, size, count)
         if self._n < count:
             partial = (size - HEADER_SIZE) - self._n * self.frame_bytes
             self.truncation = TruncatedFileError(
@@ -244,15 +247,21 @@ class SerReader(FrameReader):
                 path=self.path,
             )
 
-    def _structure_check(self, size: int, count: int) -> str | None:
-        """SER size = header + frames x frame bytes (+ 8 bytes per frame of trailer)."""
+    def _structure_check(self, fh: IO[bytes], size: int, count: int) -> str | None:
+        """SER size = header + frames x frame bytes (+ 8 bytes per frame of trailer).
+
+        A file shorter than that is truncated, unless its size is exactly what another
+        sample size would make of the announced frames and the GPS blocks say so: a 16-bit
+        file holding half its announced frames (cut short, or still being written with
+        its final count) fits 8-bit samples too, and only the blocks tell which it is.
+        """
         data = size - HEADER_SIZE
         body = count * self.frame_bytes
-        if data < body and not self._other_layout(size, count):
+        hint = self._other_layout(size, count)
+        if data < body and (hint is None or not self._blocks_favour_other_depth(fh, size, count)):
             return None  # truncated: the complete frames stay good
         if data in (body, body + 8 * count):
             return None
-        hint = self._other_layout(size, count)
         return (
             f"file_structure: the file holds {data} bytes after the header, but "
             f"{count} frames of {self._width}x{self._height}x{self.planes} samples of "
@@ -269,6 +278,18 @@ class SerReader(FrameReader):
             if bps != self.bytes_per_sample and count and data in (count * px * bps, count * (px * bps + 8)):
                 return f"the size fits {8 * bps}-bit samples: PixelDepthPerPlane {self._depth} is wrong"
         return None
+
+    def _blocks_favour_other_depth(self, fh: IO[bytes], size: int, count: int) -> bool:
+        """Whether the first frames' GPS blocks run in sequence at the other sample size's
+        frame spacing more than at the header's (the header is trusted unless they do)."""
+        px = self._width * self._height * self.planes
+        other = px * (3 - self.bytes_per_sample)
+        data = size - HEADER_SIZE
+        here = _frames_in_sequence(fh, self.frame_bytes, min(16, data // self.frame_bytes),
+                                   self._width, self._height)  # fmt: skip
+        there = _frames_in_sequence(fh, other, min(16, count, data // other),
+                                    self._width, self._height)  # fmt: skip
+        return there > here
 
     def structure_problem(self) -> str | None:
         return self._structure
@@ -426,6 +447,33 @@ def _madvise(mapped: Any, name: str, first: int, last: int) -> None:
     if last > first:
         with contextlib.suppress(OSError, ValueError):
             mm.madvise(advice, first, last - first)
+
+
+def _frames_in_sequence(fh: IO[bytes], frame_bytes: int, m: int, width: int, height: int) -> int:
+    """How many of the first ``m`` frames, laid ``frame_bytes`` apart after the header, hold
+    a GPS block (of a ``width`` x ``height`` frame) whose sequence number is the first
+    frame's plus its place, in the better of the two byte orders."""
+    if m < 1:
+        return 0
+    rows = np.zeros((m, BLOCK_SIZE), dtype=np.uint8)
+    try:
+        for i in range(m):
+            fh.seek(HEADER_SIZE + i * frame_bytes)
+            got = fh.read(BLOCK_SIZE)
+            rows[i, : len(got)] = np.frombuffer(got, dtype=np.uint8)
+    except OSError:
+        return 0
+    both = GpsBlockArray.from_bytes(np.concatenate([rows, _swap_pairs(rows)]))
+    found = block_presence(both, width, height)[0]
+    seq = np.asarray(both.sequence, dtype=np.int64)
+    best = 0
+    for k in (0, m):  # little-endian rows first, then swapped
+        ok = found[k : k + m]
+        if not ok[0]:
+            continue
+        steps = (seq[k : k + m] - seq[k]) % (1 << 32) == np.arange(m)
+        best = max(best, int((ok & steps).sum()))
+    return best
 
 
 def _swap_pairs(raw: NDArray[np.uint8]) -> NDArray[np.uint8]:
