@@ -401,6 +401,7 @@ def decode_chunks(
     chunk_frames: int = DECODE_CHUNK_FRAMES,
     frames: int | None = None,
     plan: ChunkPlan | None = None,
+    from_frame: int = 0,
 ) -> Iterator[DecodedFile]:
     """:func:`decode_reader` of a file, in chunks of ``chunk_frames`` frames: memory bounded by
     the chunk whatever the length of the file.
@@ -433,6 +434,9 @@ def decode_chunks(
     plan : ChunkPlan, optional
         The first pass, made before (:func:`plan_chunks`, e.g. outside a database
         transaction); ``chunk_frames`` and ``frames`` are then the plan's. Not closed here.
+    from_frame : int
+        Begin with the chunk holding this frame: the chunks before it are not decoded
+        (the chunks given are still exactly those of the whole file).
 
     Examples
     --------
@@ -456,6 +460,8 @@ def decode_chunks(
         plan = plan_chunks(reader, chunk_frames=chunk_frames, frames=n)
     try:
         for c in plan.chunks:
+            if c.hi <= from_frame:
+                continue
             scan = reader.scan_blocks(c.a, c.b, main=plan.spilled(c.a, c.b))
             window = _decode_scan(reader, scan, nominal_clock=nominal_clock,
                                   previous=previous if c.file_first else None,

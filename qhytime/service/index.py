@@ -10,7 +10,9 @@ in the calibration database, with row times answered from the database alone.
 - :class:`FrameIndex` opens the index on a :class:`~qhytime.store.CalibrationStore` (the
   store's migrations create the tables), ingests files (:meth:`~FrameIndex.ingest`:
   idempotent; a changed file is re-indexed with its frames replaced, a SER growing frame by
-  frame gets its new frames appended), and answers queries: by file and frame, by sequence,
+  frame gets its new frames appended, unless they change the verdict of one of the last
+  :data:`TAIL_FRAMES` frames indexed: then it is re-indexed whole), and answers queries:
+  by file and frame, by sequence,
   by time range and by instant (:meth:`~FrameIndex.at`).
 - Row times come from the stored stamps, exposure and calibration through the same row model
   as ``qhytime rows`` (:func:`qhytime.rowmodel.row_times`), exact to the ns, with no file
@@ -83,7 +85,7 @@ from qhytime.errors import (
 from qhytime.rowmodel import FrameGeometry, RowModel, RowTimes, row_times
 from qhytime.store import Base, CalibrationStore
 from qhytime.timebase import unix_ns_to_iso
-from qhytime.validity import FrameReasons, own_time_trusted
+from qhytime.validity import FrameReasons, own_time_trusted, reason_code
 
 if TYPE_CHECKING:
     from qhytime.cluster import Executor
@@ -395,6 +397,9 @@ class FileRecords:
     reasons: FrameReasons = field(default_factory=FrameReasons)
     previous: tuple[int | None, int | None] | None = None
     """``(sequence, end_ns)`` of frame ``start_frame - 1`` as the file holds it now."""
+    previous_codes: tuple[tuple[str, ...], ...] | None = None
+    """The reason codes of the :data:`TAIL_FRAMES` frames before ``start_frame`` as the file
+    decodes now (its new frames may change them: then it is indexed again whole)."""
     stream: _Stream | None = field(default=None, repr=False, compare=False)
     """Set when the frames are not held but read part by part as they are written
     (:meth:`parts`): a long file, indexed here (not on a dask worker)."""
@@ -446,13 +451,8 @@ class FileRecords:
         """The ``index_frames`` columns of frames ``lo..hi-1`` (of those held) as lists."""
         c = self.columns
         n = hi - lo
-        status: list[str] = ["ok"] * n
-        texts: list[str | None] = [None] * n
-        reasons = self.reasons
-        if not isinstance(reasons, FrameReasons):
-            reasons = FrameReasons.from_lists(reasons)
-        for k, r in reasons.items(lo, hi):  # only the frames that have reasons
-            status[k - lo], texts[k - lo] = "invalid", json.dumps(r)
+        texts = _reason_texts(self.reasons, lo, hi)
+        status: list[str] = ["ok" if t is None else "invalid" for t in texts]
         cols: dict[str, list[Any]] = {
             "file_id": [file_id] * n,
             "frame": c["frame"][lo:hi].tolist(),
@@ -598,6 +598,26 @@ def file_records(
     return rec
 
 
+TAIL_FRAMES = 16
+"""Frames before a growing SER's first new frame whose verdicts (reason codes) must be as
+indexed for the new frames to be appended (as far as the checks look: the decode's
+context); where the new frames change them, the file is indexed again whole."""
+
+
+def _reason_texts(reasons: FrameReasons, lo: int, hi: int) -> list[str | None]:
+    """The ``reasons`` column (JSON, None when none) of frames ``lo..hi-1`` of ``reasons``."""
+    texts: list[str | None] = [None] * (hi - lo)
+    for k, r in reasons.items(lo, hi):  # only the frames that have reasons
+        texts[k - lo] = json.dumps(r)
+    return texts
+
+
+def _codes(texts: Iterable[str | None]) -> tuple[tuple[str, ...], ...]:
+    """The reason codes of each frame's ``reasons`` column: its verdict, without the figures
+    (how far off the cadence a frame is shifts a little as a run grows)."""
+    return tuple(tuple(reason_code(r) for r in json.loads(t)) if t else () for t in texts)
+
+
 def _fill_from_reader(
     rec: FileRecords, reader: FrameReader, store: CalibrationStore, fallback: bool,
     exposure_ns: int | None, start_frame: int, stream: bool = False,
@@ -664,17 +684,16 @@ def _fill_from_reader(
         rec.stream = _Stream(model=model, notes=notes, tail=tail, facts=_facts(reader),
                              plan=plan)  # fmt: skip
         if 0 < start_frame <= n:
-            rec.previous = _frame_sequence_end(reader, start_frame - 1)
+            try:
+                _previous_from_chunks(rec, reader, plan, start_frame)
+            except BaseException:
+                plan.close()
+                raise
         return
-    scan = decoded.scan
     rec.columns = _frame_columns(decoded, reader, start_frame)
     rec.reasons = decoded.reasons[start_frame:]
     if 0 < start_frame <= n:
-        k = start_frame - 1
-        rec.previous = (
-            (int(scan.blocks.sequence[k]), int(decoded.unix_ns["end"][k]))
-            if scan.present[k] else (None, None)
-        )  # fmt: skip
+        _set_previous(rec, decoded, start_frame)
     extent = _Extent(model)
     extent.add(decoded)
     extent.set_span(rec)
@@ -753,15 +772,36 @@ def _no_frames(path: str) -> DecodedFile:
                        truncation=None)  # fmt: skip
 
 
-def _frame_sequence_end(reader: FrameReader, k: int) -> tuple[int | None, int | None]:
-    """``(sequence, end_ns)`` of frame ``k`` alone, ``(None, None)`` when it has no block."""
-    from qhytime.timebase import stamp_unix_ns
+def _set_previous(
+    rec: FileRecords, d: DecodedFile, start: int, texts: Sequence[str | None] = ()
+) -> None:
+    """``rec.previous`` and ``rec.previous_codes`` from ``d``, a decoding of the frames up
+    to ``start - 1`` (from ``d.first_frame``); ``texts`` the reasons of the frames before."""
+    lo = max(0, start - TAIL_FRAMES, d.first_frame) - d.first_frame
+    k = start - 1 - d.first_frame
+    rec.previous_codes = _codes([*texts, *_reason_texts(d.reasons, lo, k + 1)])
+    rec.previous = (
+        (int(d.scan.blocks.sequence[k]), int(d.unix_ns["end"][k]))
+        if d.scan.present[k] else (None, None)
+    )  # fmt: skip
 
-    scan = reader.scan_blocks(k, k + 1)
-    if not scan.present[0]:
-        return None, None
-    b = scan.blocks
-    return int(b.sequence[0]), int(stamp_unix_ns(*b.stamp_columns("end")[1:], b.pps_count)[0])
+
+def _previous_from_chunks(
+    rec: FileRecords, reader: FrameReader, plan: ChunkPlan, start: int
+) -> None:
+    """:func:`_set_previous` of a long file: the chunks holding the frames before ``start``."""
+    from qhytime.decode import decode_chunks
+
+    texts: list[str | None] = []
+    lo = max(0, start - TAIL_FRAMES)
+    for chunk in decode_chunks(reader, plan=plan, from_frame=lo):
+        end = chunk.first_frame + len(chunk)
+        if end >= start:
+            _set_previous(rec, chunk, start, texts)
+            return
+        texts += _reason_texts(
+            chunk.reasons, max(lo, chunk.first_frame) - chunk.first_frame, len(chunk)
+        )
 
 
 def _stream_parts(rec: FileRecords) -> Iterator[FileRecords]:
@@ -1091,6 +1131,8 @@ class _FileState:
     exposure_ns: int | None
     last_sequence: int | None = None
     last_end_ns: int | None = None
+    tail: tuple[tuple[str, ...], ...] = ()
+    """The reason codes of the last :data:`TAIL_FRAMES` frames indexed."""
 
 
 _FILES = IndexFile.__table__
@@ -1099,9 +1141,11 @@ _STATE_SQL = select(
     _FILES.c.fingerprint_bytes, _FILES.c.status, _FILES.c.frames, _FILES.c.kind,
     _FILES.c.calibration_id, _FILES.c.exposure_ns,
 ).where(_FILES.c.host == bindparam("host"), _FILES.c.path == bindparam("path"))  # fmt: skip
-_LAST_FRAME_SQL = select(IndexFrame.__table__.c.sequence, IndexFrame.__table__.c.end_ns).where(
-    IndexFrame.__table__.c.file_id == bindparam("file_id"),
-    IndexFrame.__table__.c.frame == bindparam("frame"),
+_FRAMES = IndexFrame.__table__
+_TAIL_SQL = (
+    select(_FRAMES.c.sequence, _FRAMES.c.end_ns, _FRAMES.c.reasons)
+    .where(_FRAMES.c.file_id == bindparam("file_id"), _FRAMES.c.frame >= bindparam("frame"))
+    .order_by(_FRAMES.c.frame)
 )
 _FILE_INSERT_SQL = _FILES.insert().returning(_FILES.c.id)
 _FILE_UPDATE_SQL = _FILES.update().where(_FILES.c.id == bindparam("file_id_"))
@@ -1202,10 +1246,13 @@ class FrameIndex:
         row = conn.execute(_STATE_SQL, {"host": host, "path": path}).first()
         if row is None:
             return None
-        last = None
-        if row[6]:
-            last = conn.execute(_LAST_FRAME_SQL, {"file_id": row[0], "frame": row[6] - 1}).first()
-        return _FileState(*row, *(last or (None, None)))  # type: ignore[arg-type]
+        if not row[6]:
+            return _FileState(*row)
+        tail = conn.execute(_TAIL_SQL, {"file_id": row[0], "frame": row[6] - TAIL_FRAMES}).all()
+        if not tail:
+            return _FileState(*row)
+        return _FileState(*row, last_sequence=tail[-1][0], last_end_ns=tail[-1][1],
+                          tail=_codes(t[2] for t in tail))  # fmt: skip
 
     def ingest(
         self,
@@ -1265,11 +1312,14 @@ class FrameIndex:
     @staticmethod
     def _continues(state: _FileState | None, rec: FileRecords) -> bool:
         """Whether the file still holds the frames indexed, timed alike (so new ones can be
-        appended): its last indexed frame is unchanged, and so are calibration and exposure."""
+        appended): its last indexed frame is unchanged, the verdicts of the last
+        :data:`TAIL_FRAMES` are (the new frames may show a check failing before them, or the
+        file's header now describing its data), and so are calibration and exposure."""
         if state is None or rec.status not in ("ok", "partial") or rec.total_frames < state.frames:
             return False
         return (
             rec.previous == (state.last_sequence, state.last_end_ns)
+            and rec.previous_codes == state.tail
             and (rec.calibration_id, rec.exposure_ns) == (state.calibration_id, state.exposure_ns)
         )
 
