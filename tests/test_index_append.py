@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from damaged import H, W, damaged_frames
+from damaged import PPS, H, W, _stamp, damaged_frames
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_index_stream import _dump
 from test_service_index import _HEADER, ser_bytes, ser_header
 
 import qhytime.decode
+from qhytime.gpsblock import GpsBlock, embed_block
 from qhytime.readers.serfile import SER_MAGIC
 from qhytime.service.alerts import list_alerts
 from qhytime.service.index import FrameIndex
@@ -116,3 +117,62 @@ def test_a_16_bit_ser_with_its_final_count_grows_without_alerts(tmp_path: Path) 
         assert [f.decode_reasons for f in frames] == [[]] * 20
         assert [f.sequence for f in frames] == [sim.sequence0 + k for k in range(20)]
     assert os.path.getsize(path) == 178 + 20 * 72 * 16 * 2
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_verdict_across_frames_without_a_block_reindexes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    # Frames 0..29 hold blocks, 30..49 none, and from frame 50 on the clock runs 15 ms late:
+    # frame 29's cadence verdict depends on frame 50, its next frame with a block, 21
+    # frames on. The tail compared is counted in frames with a block, so it reaches back.
+    n, period = 56, 20_000_000
+    imgs = np.zeros((n, H, W), dtype=np.uint16)
+    for i in [*range(30), *range(50, n)]:
+        end = 1_000_000_000 + i * period + (15_000_000 if i >= 50 else 0)
+        embed_block(imgs[i], GpsBlock(1000 + i, 0, W, H, 481234567, 1149123456,
+                                      _stamp(end - 10_000_000, PPS), _stamp(end, PPS),
+                                      _stamp(end + 2_000_000, PPS), PPS))  # fmt: skip
+    raw = imgs.astype("<u2").reshape(n, -1)
+    path = tmp_path / "rec.ser"
+    path.write_bytes(_header(0) + raw[:50].tobytes())
+    if streamed:
+        monkeypatch.setattr(qhytime.decode, "DECODE_CHUNK_FRAMES", 4)
+        monkeypatch.setattr(qhytime.decode, "WHOLE_FILE_FRAMES", 0)
+    with FrameIndex(f"sqlite:///{tmp_path / 'grown.sqlite'}") as index:
+        assert index.ingest(path, exposure_ns=10_000_000, now_ns=1).action == "indexed"
+        with open(path, "ab") as fh:
+            fh.write(raw[50:].tobytes())
+        assert index.ingest(path, exposure_ns=10_000_000, now_ns=1).action == "indexed"
+        grown = _verdicts(_dump(index))
+    with FrameIndex(f"sqlite:///{tmp_path / 'once.sqlite'}") as index:
+        index.ingest(path, exposure_ns=10_000_000, now_ns=1)
+        once = _verdicts(_dump(index))
+    assert "cadence" in once[29]["codes"]
+    assert grown == once
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_clean_growth_always_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    # Undamaged frames never change an earlier verdict: every growth is an append (the
+    # tail compared the same way whole and in chunks, at chunk edges and within).
+    rng = np.random.default_rng(3)
+    n = 90
+    raw = damaged_frames(n, rng, 0.0).astype("<u2").reshape(n, -1)
+    if streamed:
+        monkeypatch.setattr(qhytime.decode, "DECODE_CHUNK_FRAMES", 5)
+        monkeypatch.setattr(qhytime.decode, "WHOLE_FILE_FRAMES", 0)
+    path = tmp_path / "rec.ser"
+    path.write_bytes(_header(0))
+    actions = []
+    with FrameIndex(f"sqlite:///{tmp_path / 'grown.sqlite'}") as index:
+        done = 0
+        for c in (1, 2, 5, 9, 10, 11, 17, 30, 31, 64, 89, 90):
+            with open(path, "ab") as fh:
+                fh.write(raw[done:c].tobytes())
+            done = c
+            actions.append(index.ingest(path, exposure_ns=10_000_000, now_ns=1).action)
+        assert len(index.frames(file=str(path))) == n
+    assert actions == ["indexed"] + ["appended"] * 11

@@ -571,6 +571,28 @@ def test_ser_half_recorded_16_bit_is_truncated_not_8_bit(tmp_path: Path, data_di
         assert r.truncation.complete_frames == n and r.truncation.declared_frames == 2 * n
 
 
+@pytest.mark.parametrize("dropped_after", [None, 0, 1, 4])
+def test_ser_half_recorded_with_a_dropped_frame_is_truncated(
+    tmp_path: Path, dropped_after: int | None
+) -> None:
+    # A frame the camera dropped (a sequence step of 2) right after frame 0 still leaves
+    # every other step of 1 at the 16-bit spacing, none at the 8-bit one.
+    seqs = [i + (dropped_after is not None and i > dropped_after) for i in range(20)]
+    frames = np.zeros((20, 4, 64), dtype=np.uint16)
+    for img, k in zip(frames, seqs, strict=True):
+        embed_block(img, make_series_block(k, width=64, height=4))
+    p = tmp_path / "drop.ser"
+    write_ser(p, frames)
+    with open(p, "r+b") as fh:
+        fh.truncate(HEADER_SIZE + 10 * 64 * 4 * 2)  # 10 of the 20 frames written so far
+    with open_frames(p) as r:
+        assert len(r) == 10 and r.structure_problem() is None and r.truncation is not None
+    d = decode_file(p)
+    assert [reason_code(x) for r in d.reasons for x in r] == (
+        [] if dropped_after is None else ["sequence_gap"]
+    )
+
+
 def test_ser_8_bit_data_announced_as_16_bit_is_flagged(tmp_path: Path) -> None:
     # The same size the other way round: 8-bit frames under a 16-bit header read as half
     # the frames, each holding every other block; the blocks in sequence at the 8-bit

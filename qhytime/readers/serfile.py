@@ -280,8 +280,9 @@ class SerReader(FrameReader):
         return None
 
     def _blocks_favour_other_depth(self, fh: IO[bytes], size: int, count: int) -> bool:
-        """Whether the first frames' GPS blocks run in sequence at the other sample size's
-        frame spacing more than at the header's (the header is trusted unless they do)."""
+        """Whether the first frames' GPS blocks step through the sequence at the other sample
+        size's frame spacing more often than at the header's (the header is trusted unless
+        they do)."""
         px = self._width * self._height * self.planes
         other = px * (3 - self.bytes_per_sample)
         data = size - HEADER_SIZE
@@ -451,9 +452,10 @@ def _madvise(mapped: Any, name: str, first: int, last: int) -> None:
 
 def _frames_in_sequence(fh: IO[bytes], frame_bytes: int, m: int, width: int, height: int) -> int:
     """How many of the first ``m`` frames, laid ``frame_bytes`` apart after the header, hold
-    a GPS block (of a ``width`` x ``height`` frame) whose sequence number is the first
-    frame's plus its place, in the better of the two byte orders."""
-    if m < 1:
+    a GPS block (of a ``width`` x ``height`` frame) whose sequence number is the one before's
+    plus one, in the better of the two byte orders (a frame dropped by the camera breaks
+    one step, not all that follow)."""
+    if m < 2:
         return 0
     rows = np.zeros((m, BLOCK_SIZE), dtype=np.uint8)
     try:
@@ -468,11 +470,9 @@ def _frames_in_sequence(fh: IO[bytes], frame_bytes: int, m: int, width: int, hei
     seq = np.asarray(both.sequence, dtype=np.int64)
     best = 0
     for k in (0, m):  # little-endian rows first, then swapped
-        ok = found[k : k + m]
-        if not ok[0]:
-            continue
-        steps = (seq[k : k + m] - seq[k]) % (1 << 32) == np.arange(m)
-        best = max(best, int((ok & steps).sum()))
+        ok, s = found[k : k + m], seq[k : k + m]
+        steps = ok[1:] & ok[:-1] & ((s[1:] - s[:-1]) % (1 << 32) == 1)
+        best = max(best, int(steps.sum()))
     return best
 
 

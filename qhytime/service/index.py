@@ -11,7 +11,8 @@ in the calibration database, with row times answered from the database alone.
   store's migrations create the tables), ingests files (:meth:`~FrameIndex.ingest`:
   idempotent; a changed file is re-indexed with its frames replaced, a SER growing frame by
   frame gets its new frames appended, unless they change the verdict of one of the last
-  :data:`TAIL_FRAMES` frames indexed: then it is re-indexed whole), and answers queries:
+  :data:`TAIL_FRAMES` frames with a block indexed: then it is re-indexed whole), and
+  answers queries:
   by file and frame, by sequence,
   by time range and by instant (:meth:`~FrameIndex.at`).
 - Row times come from the stored stamps, exposure and calibration through the same row model
@@ -397,9 +398,10 @@ class FileRecords:
     reasons: FrameReasons = field(default_factory=FrameReasons)
     previous: tuple[int | None, int | None] | None = None
     """``(sequence, end_ns)`` of frame ``start_frame - 1`` as the file holds it now."""
-    previous_codes: tuple[tuple[str, ...], ...] | None = None
-    """The reason codes of the :data:`TAIL_FRAMES` frames before ``start_frame`` as the file
-    decodes now (its new frames may change them: then it is indexed again whole)."""
+    previous_codes: _Tail | None = None
+    """``(frame, reason codes)`` of the last :data:`TAIL_FRAMES` frames with a block before
+    ``start_frame``, and of frame ``start_frame - 1``, as the file decodes now (its new
+    frames may change them: then it is indexed again whole)."""
     stream: _Stream | None = field(default=None, repr=False, compare=False)
     """Set when the frames are not held but read part by part as they are written
     (:meth:`parts`): a long file, indexed here (not on a dask worker)."""
@@ -599,9 +601,10 @@ def file_records(
 
 
 TAIL_FRAMES = 16
-"""Frames before a growing SER's first new frame whose verdicts (reason codes) must be as
-indexed for the new frames to be appended (as far as the checks look: the decode's
-context); where the new frames change them, the file is indexed again whole."""
+"""Frames with a block before a growing SER's first new frame whose verdicts (reason codes)
+must be as indexed for the new frames to be appended (as far as the checks look: the
+decode's context); where the new frames change them, the file is indexed again whole."""
+_Tail = tuple[tuple[int, tuple[str, ...]], ...]
 
 
 def _reason_texts(reasons: FrameReasons, lo: int, hi: int) -> list[str | None]:
@@ -612,10 +615,17 @@ def _reason_texts(reasons: FrameReasons, lo: int, hi: int) -> list[str | None]:
     return texts
 
 
-def _codes(texts: Iterable[str | None]) -> tuple[tuple[str, ...], ...]:
-    """The reason codes of each frame's ``reasons`` column: its verdict, without the figures
-    (how far off the cadence a frame is shifts a little as a run grows)."""
-    return tuple(tuple(reason_code(r) for r in json.loads(t)) if t else () for t in texts)
+def _codes(reasons: Iterable[str]) -> tuple[str, ...]:
+    """A frame's verdict: the codes of its reasons, without their figures (how far off the
+    cadence a frame is shifts a little as a run grows)."""
+    return tuple(reason_code(r) for r in reasons)
+
+
+def _tail_of(d: DecodedFile, start: int, need: int) -> list[tuple[int, tuple[str, ...]]]:
+    """``(frame, codes)`` of the last ``need`` frames with a block of ``d`` before ``start``."""
+    hi = max(0, min(start, d.first_frame + len(d)) - d.first_frame)
+    ks = np.flatnonzero(d.scan.present[:hi])[-need:] if need > 0 else []
+    return [(d.first_frame + int(k), _codes(d.reasons[int(k)])) for k in ks]
 
 
 def _fill_from_reader(
@@ -693,7 +703,7 @@ def _fill_from_reader(
     rec.columns = _frame_columns(decoded, reader, start_frame)
     rec.reasons = decoded.reasons[start_frame:]
     if 0 < start_frame <= n:
-        _set_previous(rec, decoded, start_frame)
+        _set_previous(rec, decoded, start_frame, _tail_of(decoded, start_frame, TAIL_FRAMES))
     extent = _Extent(model)
     extent.add(decoded)
     extent.set_span(rec)
@@ -773,13 +783,14 @@ def _no_frames(path: str) -> DecodedFile:
 
 
 def _set_previous(
-    rec: FileRecords, d: DecodedFile, start: int, texts: Sequence[str | None] = ()
+    rec: FileRecords, d: DecodedFile, start: int, tail: list[tuple[int, tuple[str, ...]]]
 ) -> None:
-    """``rec.previous`` and ``rec.previous_codes`` from ``d``, a decoding of the frames up
-    to ``start - 1`` (from ``d.first_frame``); ``texts`` the reasons of the frames before."""
-    lo = max(0, start - TAIL_FRAMES, d.first_frame) - d.first_frame
+    """``rec.previous`` and ``rec.previous_codes`` from ``d``, a decoding that holds frame
+    ``start - 1``, and ``tail``, the verdicts of the frames with a block before it."""
     k = start - 1 - d.first_frame
-    rec.previous_codes = _codes([*texts, *_reason_texts(d.reasons, lo, k + 1)])
+    entries = dict(tail)
+    entries[start - 1] = _codes(d.reasons[k])
+    rec.previous_codes = tuple(sorted(entries.items()))
     rec.previous = (
         (int(d.scan.blocks.sequence[k]), int(d.unix_ns["end"][k]))
         if d.scan.present[k] else (None, None)
@@ -789,19 +800,21 @@ def _set_previous(
 def _previous_from_chunks(
     rec: FileRecords, reader: FrameReader, plan: ChunkPlan, start: int
 ) -> None:
-    """:func:`_set_previous` of a long file: the chunks holding the frames before ``start``."""
+    """:func:`_set_previous` of a long file: its chunks decoded one at a time back from the
+    one holding frame ``start - 1`` until :data:`TAIL_FRAMES` frames with a block are seen."""
     from qhytime.decode import decode_chunks
 
-    texts: list[str | None] = []
-    lo = max(0, start - TAIL_FRAMES)
-    for chunk in decode_chunks(reader, plan=plan, from_frame=lo):
-        end = chunk.first_frame + len(chunk)
-        if end >= start:
-            _set_previous(rec, chunk, start, texts)
-            return
-        texts += _reason_texts(
-            chunk.reasons, max(lo, chunk.first_frame) - chunk.first_frame, len(chunk)
-        )
+    chunks = plan.chunks
+    j = next(i for i, c in enumerate(chunks) if c.lo <= start - 1 < c.hi)
+    tail: list[tuple[int, tuple[str, ...]]] = []
+    last: DecodedFile | None = None
+    while j >= 0 and (last is None or len(tail) < TAIL_FRAMES):
+        d = next(decode_chunks(reader, plan=plan, from_frame=chunks[j].lo))
+        last = last or d
+        tail = _tail_of(d, start, TAIL_FRAMES - len(tail)) + tail
+        j -= 1
+    assert last is not None
+    _set_previous(rec, last, start, tail)
 
 
 def _stream_parts(rec: FileRecords) -> Iterator[FileRecords]:
@@ -1131,8 +1144,9 @@ class _FileState:
     exposure_ns: int | None
     last_sequence: int | None = None
     last_end_ns: int | None = None
-    tail: tuple[tuple[str, ...], ...] = ()
-    """The reason codes of the last :data:`TAIL_FRAMES` frames indexed."""
+    tail: _Tail = ()
+    """``(frame, reason codes)`` of the last :data:`TAIL_FRAMES` frames with a block indexed
+    and of the last frame (read for a growing SER only: ``partial``)."""
 
 
 _FILES = IndexFile.__table__
@@ -1143,9 +1157,13 @@ _STATE_SQL = select(
 ).where(_FILES.c.host == bindparam("host"), _FILES.c.path == bindparam("path"))  # fmt: skip
 _FRAMES = IndexFrame.__table__
 _TAIL_SQL = (
-    select(_FRAMES.c.sequence, _FRAMES.c.end_ns, _FRAMES.c.reasons)
-    .where(_FRAMES.c.file_id == bindparam("file_id"), _FRAMES.c.frame >= bindparam("frame"))
-    .order_by(_FRAMES.c.frame)
+    select(_FRAMES.c.frame, _FRAMES.c.reasons)
+    .where(_FRAMES.c.file_id == bindparam("file_id"), _FRAMES.c.sequence.is_not(None))
+    .order_by(_FRAMES.c.frame.desc())
+    .limit(TAIL_FRAMES)
+)
+_LAST_FRAME_SQL = select(_FRAMES.c.sequence, _FRAMES.c.end_ns, _FRAMES.c.reasons).where(
+    _FRAMES.c.file_id == bindparam("file_id"), _FRAMES.c.frame == bindparam("frame")
 )
 _FILE_INSERT_SQL = _FILES.insert().returning(_FILES.c.id)
 _FILE_UPDATE_SQL = _FILES.update().where(_FILES.c.id == bindparam("file_id_"))
@@ -1246,13 +1264,16 @@ class FrameIndex:
         row = conn.execute(_STATE_SQL, {"host": host, "path": path}).first()
         if row is None:
             return None
-        if not row[6]:
+        if not (row[6] and row[7] == "ser" and row[5] == "partial"):
+            return _FileState(*row)  # only a growing SER is appended to
+        last = conn.execute(_LAST_FRAME_SQL, {"file_id": row[0], "frame": row[6] - 1}).first()
+        if last is None:
             return _FileState(*row)
-        tail = conn.execute(_TAIL_SQL, {"file_id": row[0], "frame": row[6] - TAIL_FRAMES}).all()
-        if not tail:
-            return _FileState(*row)
-        return _FileState(*row, last_sequence=tail[-1][0], last_end_ns=tail[-1][1],
-                          tail=_codes(t[2] for t in tail))  # fmt: skip
+        entries = {int(f): _codes(json.loads(t) if t else ())
+                   for f, t in conn.execute(_TAIL_SQL, {"file_id": row[0]})}  # fmt: skip
+        entries[row[6] - 1] = _codes(json.loads(last[2]) if last[2] else ())
+        return _FileState(*row, last_sequence=last[0], last_end_ns=last[1],
+                          tail=tuple(sorted(entries.items())))  # fmt: skip
 
     def ingest(
         self,
@@ -1312,8 +1333,8 @@ class FrameIndex:
     @staticmethod
     def _continues(state: _FileState | None, rec: FileRecords) -> bool:
         """Whether the file still holds the frames indexed, timed alike (so new ones can be
-        appended): its last indexed frame is unchanged, the verdicts of the last
-        :data:`TAIL_FRAMES` are (the new frames may show a check failing before them, or the
+        appended): its last indexed frame is unchanged, the verdicts of it and of the last
+        :data:`TAIL_FRAMES` frames with a block are (the new frames may show a check failing before them, or the
         file's header now describing its data), and so are calibration and exposure."""
         if state is None or rec.status not in ("ok", "partial") or rec.total_frames < state.frames:
             return False
