@@ -19,19 +19,20 @@ from damaged import PPS, H, W, _stamp, damaged_frames
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_index_stream import _dump
-from test_service_index import _HEADER, ser_bytes, ser_header
+from test_service_index import ser_bytes, ser_header
 
 import qhytime.decode
 from qhytime.gpsblock import GpsBlock, embed_block
-from qhytime.readers.serfile import SER_MAGIC
+from qhytime.readers.serfile import write_ser
 from qhytime.service.alerts import list_alerts
 from qhytime.service.index import FrameIndex
 from qhytime.simulate import CameraSim
 from qhytime.validity import reason_code
 
 
-def _header(count: int) -> bytes:
-    return _HEADER.pack(SER_MAGIC, 0, 0, 1, W, H, 16, count, b"", b"QHY600PRO", b"", 0, 0)
+def _recording(path: Path) -> None:
+    """A SER as a capture program starts it: the header, frame count 0, no frame yet."""
+    write_ser(path, np.zeros((0, H, W), dtype=np.uint16))
 
 
 def _verdicts(dump: dict[str, Any]) -> list[dict[str, Any]]:
@@ -53,7 +54,7 @@ def _grow_and_compare(tmp: Path, seed: int, streamed: bool) -> list[str]:
     raw = damaged_frames(n, rng, float(rng.uniform(0.0, 0.2))).astype("<u2").reshape(n, -1)
     cuts = [*sorted(set(rng.integers(1, n, size=int(rng.integers(1, 8))).tolist())), n]
     path = tmp / f"rec{seed}.ser"
-    path.write_bytes(_header(0))
+    _recording(path)
     actions = []
     with pytest.MonkeyPatch.context() as m:
         if streamed:  # every file decoded in chunks of a few frames
@@ -135,7 +136,9 @@ def test_a_verdict_across_frames_without_a_block_reindexes(
                                       _stamp(end + 2_000_000, PPS), PPS))  # fmt: skip
     raw = imgs.astype("<u2").reshape(n, -1)
     path = tmp_path / "rec.ser"
-    path.write_bytes(_header(0) + raw[:50].tobytes())
+    _recording(path)
+    with open(path, "ab") as fh:
+        fh.write(raw[:50].tobytes())
     if streamed:
         monkeypatch.setattr(qhytime.decode, "DECODE_CHUNK_FRAMES", 4)
         monkeypatch.setattr(qhytime.decode, "WHOLE_FILE_FRAMES", 0)
@@ -165,7 +168,7 @@ def test_clean_growth_always_appends(
         monkeypatch.setattr(qhytime.decode, "DECODE_CHUNK_FRAMES", 5)
         monkeypatch.setattr(qhytime.decode, "WHOLE_FILE_FRAMES", 0)
     path = tmp_path / "rec.ser"
-    path.write_bytes(_header(0))
+    _recording(path)
     actions = []
     with FrameIndex(f"sqlite:///{tmp_path / 'grown.sqlite'}") as index:
         done = 0

@@ -311,9 +311,8 @@ class SerReader(FrameReader):
 
     def _decide_byte_order(self) -> bool:
         probe = self._data[: min(self._n, 16), :BLOCK_SIZE]
-        if m := len(probe):  # both readings decoded in one pass: little-endian rows first
-            both = GpsBlockArray.from_bytes(np.concatenate([probe, _swap_pairs(probe)]))
-            found = block_presence(both, self._width, self._height)[0]
+        if m := len(probe):
+            found = _both_orders(probe, self._width, self._height)[1]
             le_ok, be_ok = int(found[:m].sum()), int(found[m:].sum())
             if le_ok != be_ok:
                 return bool(le_ok > be_ok)
@@ -465,8 +464,7 @@ def _frames_in_sequence(fh: IO[bytes], frame_bytes: int, m: int, width: int, hei
             rows[i, : len(got)] = np.frombuffer(got, dtype=np.uint8)
     except OSError:
         return 0
-    both = GpsBlockArray.from_bytes(np.concatenate([rows, _swap_pairs(rows)]))
-    found = block_presence(both, width, height)[0]
+    both, found = _both_orders(rows, width, height)
     seq = np.asarray(both.sequence, dtype=np.int64)
     best = 0
     for k in (0, m):  # little-endian rows first, then swapped
@@ -474,6 +472,15 @@ def _frames_in_sequence(fh: IO[bytes], frame_bytes: int, m: int, width: int, hei
         steps = ok[1:] & ok[:-1] & ((s[1:] - s[:-1]) % (1 << 32) == 1)
         best = max(best, int(steps.sum()))
     return best
+
+
+def _both_orders(
+    rows: NDArray[np.uint8], width: int, height: int
+) -> tuple[GpsBlockArray, NDArray[np.bool_]]:
+    """``rows`` (block bytes, one frame each) decoded as little-endian samples, then as
+    big-endian, in one pass, and which of the ``2 * len(rows)`` hold a block."""
+    both = GpsBlockArray.from_bytes(np.concatenate([rows, _swap_pairs(rows)]))
+    return both, block_presence(both, width, height)[0]
 
 
 def _swap_pairs(raw: NDArray[np.uint8]) -> NDArray[np.uint8]:

@@ -12,9 +12,8 @@ in the calibration database, with row times answered from the database alone.
   idempotent; a changed file is re-indexed with its frames replaced, a SER growing frame by
   frame gets its new frames appended, unless they change the verdict of one of the last
   :data:`TAIL_FRAMES` frames with a block indexed: then it is re-indexed whole), and
-  answers queries:
-  by file and frame, by sequence,
-  by time range and by instant (:meth:`~FrameIndex.at`).
+  answers queries: by file and frame, by sequence, by time range and by instant
+  (:meth:`~FrameIndex.at`).
 - Row times come from the stored stamps, exposure and calibration through the same row model
   as ``qhytime rows`` (:func:`qhytime.rowmodel.row_times`), exact to the ns, with no file
   access. A row is exposed at instant ``t`` when ``start <= t < end``.
@@ -621,6 +620,11 @@ def _codes(reasons: Iterable[str]) -> tuple[str, ...]:
     return tuple(reason_code(r) for r in reasons)
 
 
+def _stored_codes(text: str | None) -> tuple[str, ...]:
+    """:func:`_codes` of a stored ``reasons`` column (:func:`_reason_texts`)."""
+    return _codes(json.loads(text) if text else ())
+
+
 def _tail_of(d: DecodedFile, start: int, need: int) -> list[tuple[int, tuple[str, ...]]]:
     """``(frame, codes)`` of the last ``need`` frames with a block of ``d`` before ``start``."""
     hi = max(0, min(start, d.first_frame + len(d)) - d.first_frame)
@@ -676,12 +680,12 @@ def _fill_from_reader(
         notes.append(f"no calibration: {err.reason}")
     rec.exposure_ns = exp
     rec.message = "; ".join(notes)
-    tail: str | None = None
+    truncation: str | None = None
     if reader.truncation is not None or rec.declared_frames == 0:
         rec.status = "partial"
         if reader.truncation is not None:
-            tail = reader.truncation.reason
-            rec.message = "; ".join([*notes, tail])
+            truncation = reader.truncation.reason
+            rec.message = "; ".join([*notes, truncation])
     else:
         rec.status = "ok"
     if streaming:
@@ -691,8 +695,8 @@ def _fill_from_reader(
             plan = plan_chunks(reader, chunk_frames=DECODE_CHUNK_FRAMES)
         except TemporaryCopyError as err:  # not the file's fault: said, never recorded
             raise _NotRecorded(err.reason) from err
-        rec.stream = _Stream(model=model, notes=notes, tail=tail, facts=_facts(reader),
-                             plan=plan)  # fmt: skip
+        rec.stream = _Stream(model=model, notes=notes, truncation=truncation,
+                             facts=_facts(reader), plan=plan)  # fmt: skip
         if 0 < start_frame <= n:
             try:
                 _previous_from_chunks(rec, reader, plan, start_frame)
@@ -746,7 +750,7 @@ class _Stream:
 
     model: RowModel | None
     notes: list[str]
-    tail: str | None
+    truncation: str | None
     facts: tuple[Any, ...]
     plan: ChunkPlan
 
@@ -854,7 +858,9 @@ def _read_parts(rec: FileRecords, st: _Stream) -> Iterator[FileRecords]:
         except FrameReadError as err:
             raise _Changed from err  # the file changed under us (cut short): plan it again
     note = extent.now_note(reader.path)
-    rec.message = "; ".join([*st.notes, *([note] if note else []), *([st.tail] if st.tail else [])])
+    rec.message = "; ".join(
+        [*st.notes, *([note] if note else []), *([st.truncation] if st.truncation else [])]
+    )
     extent.set_span(rec)
 
 
@@ -1269,9 +1275,8 @@ class FrameIndex:
         last = conn.execute(_LAST_FRAME_SQL, {"file_id": row[0], "frame": row[6] - 1}).first()
         if last is None:
             return _FileState(*row)
-        entries = {int(f): _codes(json.loads(t) if t else ())
-                   for f, t in conn.execute(_TAIL_SQL, {"file_id": row[0]})}  # fmt: skip
-        entries[row[6] - 1] = _codes(json.loads(last[2]) if last[2] else ())
+        entries = {int(f): _stored_codes(t) for f, t in conn.execute(_TAIL_SQL, {"file_id": row[0]})}
+        entries[row[6] - 1] = _stored_codes(last[2])
         return _FileState(*row, last_sequence=last[0], last_end_ns=last[1],
                           tail=tuple(sorted(entries.items())))  # fmt: skip
 
@@ -1334,8 +1339,9 @@ class FrameIndex:
     def _continues(state: _FileState | None, rec: FileRecords) -> bool:
         """Whether the file still holds the frames indexed, timed alike (so new ones can be
         appended): its last indexed frame is unchanged, the verdicts of it and of the last
-        :data:`TAIL_FRAMES` frames with a block are (the new frames may show a check failing before them, or the
-        file's header now describing its data), and so are calibration and exposure."""
+        :data:`TAIL_FRAMES` frames with a block are (the new frames may show a check failing
+        before them, or the file's header now describing its data), and so are calibration
+        and exposure."""
         if state is None or rec.status not in ("ok", "partial") or rec.total_frames < state.frames:
             return False
         return (
